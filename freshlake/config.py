@@ -1,0 +1,246 @@
+"""Typed, validated configuration loaded from YAML files in `conf/`.
+
+Every key can be overridden from the command line with `--set section.key=value`
+(the value is parsed as YAML, so `--set sampling.negative_rate=0.1` gives a float).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+DEFAULT_CONFIG = "local.yaml"
+CONFIG_ENV = "FRESHLAKE_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate; the message names the bad key."""
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LakeConfig(Section):
+    root: str = "lake"
+    engine: Literal["auto", "delta-spark", "delta-rs"] = "auto"
+    storage_options: dict[str, str] = Field(default_factory=dict)
+    tables: dict[str, str] = Field(default_factory=dict)
+
+    def table_name(self, logical: str) -> str:
+        """The configured physical name of a logical table (`impressions`, `examples`, ...)."""
+        return self.tables.get(logical, logical)
+
+
+class SparkConfig(Section):
+    # None: use whatever master spark-submit / Databricks / YARN provided.
+    master: str | None = "local[2]"
+    app_name: str = "freshlake"
+    conf: dict[str, str] = Field(default_factory=dict)
+    # Settings that only make sense when freshlake starts its own local JVM.
+    local_conf: dict[str, str] = Field(default_factory=dict)
+
+
+class KafkaConfig(Section):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    # auto: Spark's built-in `kafka` source when its jar is on the classpath, else ours.
+    source: Literal["auto", "builtin", "python"] = "auto"
+    topics: dict[str, str] = Field(
+        default_factory=lambda: {"impressions": "impressions", "actions": "actions"}
+    )
+    # Passed unchanged to the Kafka client (security.protocol, sasl.*, ssl.*, ...).
+    client: dict[str, str] = Field(default_factory=dict)
+
+
+class BrokerConfig(Section):
+    host: Literal["127.0.0.1"] = "127.0.0.1"
+    port: int = Field(default=19092, ge=1024, le=65535)
+    state_dir: str = ".broker"
+
+
+class GenerateConfig(Section):
+    seed: int = 7
+    impressions: int = Field(default=200_000, ge=1)
+    users: int = Field(default=20_000, ge=1)
+    items: int = Field(default=5_000, ge=1)
+    start: date = date(2026, 1, 1)
+    days: int = Field(default=7, ge=1)
+    impressions_per_request: int = Field(default=4, ge=1)
+    base_ctr: float = Field(default=0.02, gt=0, lt=1)
+    popularity_exponent: float = Field(default=1.1, gt=0)
+    duplicate_share: float = Field(default=0.01, ge=0, lt=1)
+    malformed_share: float = Field(default=0.005, ge=0, lt=1)
+    late_click_share: float = Field(default=0.03, ge=0, lt=1)
+    like_share: float = Field(default=0.2, ge=0, le=1)
+    conversion_share: float = Field(default=0.05, ge=0, le=1)
+    formats: list[Literal["jsonl", "parquet"]] = Field(default_factory=lambda: ["jsonl"])
+    files_per_day: int = Field(default=1, ge=1)
+
+
+class IngestConfig(Section):
+    # Largest accepted event time ahead of the ingest clock (clock skew of loggers).
+    max_future_seconds: int = Field(default=3600, ge=0)
+    min_event_date: date = date(2000, 1, 1)
+
+
+class LabelConfig(Section):
+    actions: list[str] = Field(default_factory=lambda: ["click", "like", "conversion"])
+    positive_action: str = "click"
+    attribution_window_seconds: int = Field(default=3600, gt=0)
+    clock_skew_seconds: int = Field(default=60, ge=0)
+
+
+class RareItemConfig(Section):
+    min_impressions: int = Field(default=100, ge=0)
+    boost: float = Field(default=5.0, ge=1.0)
+    window_days: int = Field(default=7, ge=1)
+
+
+class SamplingConfig(Section):
+    seed: int = 42
+    positive_rate: float = Field(default=1.0, gt=0, le=1)
+    negative_rate: float = Field(default=0.05, gt=0, le=1)
+    rare_item: RareItemConfig = Field(default_factory=RareItemConfig)
+
+
+class RecencyConfig(Section):
+    half_life_days: float | None = Field(default=None, gt=0)
+
+
+class WindowConfig(Section):
+    days: int = Field(default=7, ge=1)
+    blackout_dates: list[date] = Field(default_factory=list)
+
+
+class QualityConfig(Section):
+    max_bad_share: float = Field(default=0.05, ge=0, le=1)
+    imputation: dict[str, Any] = Field(default_factory=dict)
+
+
+class SplitConfig(Section):
+    mode: Literal["time", "user_hash"] = "time"
+    eval_days: int = Field(default=1, ge=0)
+    eval_share: float = Field(default=0.1, ge=0, lt=1)
+
+
+class FeatureSpec(Section):
+    name: str
+    kind: Literal["categorical", "numeric", "text"]
+    source: str | None = None
+    buckets: int = Field(default=100_003, ge=1)
+    ngrams: list[int] = Field(default_factory=lambda: [1, 2])
+    default: float | str | None = None
+
+
+class FeaturesConfig(Section):
+    spec: list[FeatureSpec] = Field(default_factory=list)
+
+    @field_validator("spec")
+    @classmethod
+    def _unique_names(cls, spec: list[FeatureSpec]) -> list[FeatureSpec]:
+        names = [f.name for f in spec]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"feature names must be unique, repeated: {dupes}")
+        return spec
+
+
+class Config(Section):
+    lake: LakeConfig = Field(default_factory=LakeConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    labels: LabelConfig = Field(default_factory=LabelConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    recency: RecencyConfig = Field(default_factory=RecencyConfig)
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    # Sections owned by the streaming and training paths; validated by their own models.
+    streaming: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+
+    def config_hash(self) -> str:
+        """A stable short hash of the effective config, recorded with every job run."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split `a.b.c=value` into the dotted key and the YAML-parsed value."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
+    """The config file to load: the argument, $FRESHLAKE_CONFIG, or `conf/local.yaml`."""
+    chosen = path or os.environ.get(CONFIG_ENV) or CONF_DIR / DEFAULT_CONFIG
+    candidate = Path(chosen)
+    if not candidate.exists() and not candidate.is_absolute() and (CONF_DIR / candidate).exists():
+        candidate = CONF_DIR / candidate
+    if not candidate.exists():
+        raise ConfigError(f"config file not found: {chosen}")
+    return candidate
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Config:
+    """Load, override and validate a config; raise `ConfigError` naming every bad key."""
+    source = resolve_config_path(path)
+    try:
+        tree = yaml.safe_load(source.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{source}: top level must be a mapping of sections")
+    return build_config(tree, overrides, origin=str(source))
+
+
+def build_config(
+    tree: dict[str, Any],
+    overrides: list[str] | dict[str, Any] | None = None,
+    origin: str = "config",
+) -> Config:
+    """Validate a config tree (as loaded from YAML) after applying dotted overrides."""
+    tree = copy.deepcopy(tree)
+    items = (
+        overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or [])
+    )
+    for key, value in items:
+        _set_path(tree, key, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{origin}: {problems}") from exc

@@ -1,0 +1,12 @@
+"""Delta Lake tables behind one small interface, with two engines (DESIGN.md section 5).
+
+`open_lake(config, spark)` returns a `Lake`; its engine is `delta-rs` (Spark tasks write Parquet,
+the driver commits every file in one Delta transaction) or `delta-spark` (Spark's own
+`format("delta")`), chosen by `lake.engine` (`auto` picks delta-spark when its classes are on the
+JVM classpath). Reads always go through the Delta log.
+"""
+
+from freshlake.lake.catalog import Lake, open_lake
+from freshlake.lake.engine import LakeEngine, SchemaMismatchError, WriteResult
+
+__all__ = ["Lake", "LakeEngine", "SchemaMismatchError", "WriteResult", "open_lake"]

@@ -1,0 +1,145 @@
+"""The `delta-rs` engine: Spark tasks write Parquet, the driver commits them in one transaction.
+
+No JVM jars are needed. The commit is atomic: a job that fails before it leaves no new table
+version (only unreferenced files, which `vacuum(full=True)` removes). Idempotent writes check
+`transaction_version(app_id)` before committing, because delta-rs records app transactions
+but does not enforce them (DESIGN.md section 7).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction
+from deltalake.transaction import AddAction, create_table_with_add_actions
+from pyspark.sql import DataFrame
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+from freshlake.lake.engine import LakeEngine, WriteMode, WriteResult, check_schema
+from freshlake.lake.task_writer import FILE_METADATA_SCHEMA, make_task_writer
+
+
+class DeltaRsEngine(LakeEngine):
+    """Delta tables written by Spark tasks and committed by delta-rs on the driver."""
+
+    name = "delta-rs"
+
+    def write(
+        self,
+        uri: str,
+        df: DataFrame,
+        *,
+        mode: WriteMode = "append",
+        partition_by: Sequence[str] = (),
+        replace_partitions: Mapping[str, Sequence[str]] | None = None,
+        app_id: str | None = None,
+        app_version: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> WriteResult:
+        if mode not in ("append", "overwrite"):
+            raise ValueError(f"mode must be 'append' or 'overwrite', not {mode!r}")
+        if (app_id is None) != (app_version is None):
+            raise ValueError("app_id and app_version go together")
+        table = self._open(uri)
+        if app_id is not None and table is not None:
+            done = table.transaction_version(app_id)
+            if done is not None and app_version <= done:
+                return WriteResult(uri, table.version(), skipped=True)
+
+        schema = to_arrow_schema(df.schema, timezone="UTC")
+        if table is not None:
+            check_schema(uri, pa.schema(table.schema().to_arrow()), schema)
+            partition_by = list(table.metadata().partition_columns)
+        partition_by = list(partition_by)
+        unknown = [c for c in partition_by if c not in schema.names]
+        if unknown:
+            raise ValueError(f"partition columns {unknown} are not in the data")
+        file_schema = pa.schema([f for f in schema if f.name not in partition_by])
+
+        writer = make_task_writer(_absolute(uri), partition_by, file_schema)
+        described = df.mapInArrow(writer, FILE_METADATA_SCHEMA).collect()
+        actions = [
+            AddAction(
+                path=row["path"],
+                size=row["size"],
+                partition_values=json.loads(row["partition_values"]),
+                modification_time=row["modification_time"],
+                data_change=True,
+                stats=row["stats"],
+            )
+            for row in described
+        ]
+        rows = sum(row["num_records"] for row in described)
+        if mode == "overwrite" and replace_partitions:
+            _check_inside(uri, actions, replace_partitions)
+        props = CommitProperties(
+            custom_metadata=dict(metadata or {}) or None,
+            app_transactions=[Transaction(app_id, app_version)] if app_id is not None else None,
+        )
+        delta_schema = Schema.from_arrow(schema)
+        if table is None:
+            create_table_with_add_actions(
+                uri,
+                delta_schema,
+                actions,
+                mode="append",
+                partition_by=partition_by or None,
+                storage_options=self.storage_options or None,
+                commit_properties=props,
+            )
+        else:
+            table.create_write_transaction(
+                actions,
+                mode,
+                delta_schema,
+                partition_by=partition_by or None,
+                partition_filters=_filters(replace_partitions) if mode == "overwrite" else None,
+                commit_properties=props,
+            )
+        version = self.version(uri)
+        return WriteResult(uri, version, files=len(actions), rows=rows)
+
+    def read(self, uri: str, version: int | None = None) -> DataFrame:
+        table = self.delta_table(uri, version=version)
+        schema = from_arrow_schema(pa.schema(table.schema().to_arrow()), prefer_timestamp_ntz=False)
+        files = table.file_uris()
+        if not files:
+            return self.spark.createDataFrame([], schema)
+        reader = self.spark.read.schema(schema).option("basePath", _absolute(uri))
+        return reader.parquet(*files).select(*schema.names)
+
+    def _open(self, uri: str) -> DeltaTable | None:
+        return self.delta_table(uri) if self.exists(uri) else None
+
+
+def _filters(replace: Mapping[str, Sequence[str]] | None) -> list[tuple[str, str, Any]] | None:
+    if not replace:
+        return None
+    return [(column, "in", [str(v) for v in values]) for column, values in replace.items()]
+
+
+def _check_inside(
+    uri: str, actions: list[AddAction], replace: Mapping[str, Sequence[str]]
+) -> None:
+    """A partition overwrite must not write rows outside the partitions it replaces."""
+    allowed = {col: {str(v) for v in values} for col, values in replace.items()}
+    for action in actions:
+        for col, values in allowed.items():
+            value = action.partition_values.get(col)
+            if value not in values:
+                raise ValueError(
+                    f"overwrite of {uri} replaces {col} in {sorted(values)} "
+                    f"but the data has {col}={value}"
+                )
+
+
+def _absolute(uri: str) -> str:
+    """Local paths made absolute (Spark executors may run elsewhere); URLs unchanged."""
+    if "://" in uri:
+        return uri
+    from pathlib import Path
+
+    return str(Path(uri).resolve())
