@@ -1,0 +1,65 @@
+"""The column layout of `examples` / `fresh_examples` (contract 3), shared by batch and stream.
+
+`to_examples(df, labels, spec, source, run_id)` selects the contract's columns in a fixed order
+from a frame that already has impression columns, `f_*` features, labels, `sample_prob`,
+`stratum`, `recency_weight`, `weight` and `split`; it adds `source`, `run_id` and `dt`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from features.labeling import label_column, labeled_actions
+from features.transforms import feature_output_columns
+from freshlake.config import FeatureSpec, LabelConfig
+
+IMPRESSION_COLUMNS = (
+    "impression_id",
+    "request_id",
+    "user_id",
+    "item_id",
+    "served_at",
+    "position",
+    "surface",
+    "region",
+    "model_version",
+    "pred_ctr",
+    "features",
+)
+SAMPLING_COLUMNS = ("sample_prob", "recency_weight", "weight", "stratum", "split")
+
+
+def example_columns(labels: LabelConfig, spec: Sequence[FeatureSpec]) -> list[str]:
+    """Every column of the examples table, in order (`dt`, the partition, last)."""
+    label_columns = ["label", *(label_column(a) for a in labeled_actions(labels))]
+    return [
+        *IMPRESSION_COLUMNS,
+        *feature_output_columns(spec),
+        *label_columns,
+        "first_action_at",
+        *SAMPLING_COLUMNS,
+        "source",
+        "run_id",
+        "dt",
+    ]
+
+
+def to_examples(
+    df: DataFrame,
+    labels: LabelConfig,
+    spec: Sequence[FeatureSpec],
+    source: str,
+    run_id: str,
+) -> DataFrame:
+    """`df` as examples rows: adds source, run_id, dt (UTC date of served_at); fixed column order."""
+    df = df.withColumns(
+        {
+            "source": F.lit(source),
+            "run_id": F.lit(run_id),
+            "dt": F.to_date(F.col("served_at")),
+        }
+    )
+    return df.select(*example_columns(labels, spec))

@@ -1,0 +1,118 @@
+"""Labels within the attribution window, and label maturity (DESIGN.md section 3).
+
+An impression is positive for action A iff an A action with the same `impression_id` has
+`served_at - skew <= action_at <= served_at + attribution_window`; repeated actions count once.
+
+The functions are lazy Column / DataFrame transforms, shared by the batch builder and the
+streaming joiner:
+
+- `attribution_condition(served_at, action_at, labels)`: the time-range condition of the join.
+- `action_time_columns(joined, labels)`: on impression x action rows (action columns nullable, as
+  after a left outer join), one `attributed_<action>_at` column per configured action.
+- `first_action_times(actions, impressions, labels)`: the batch path's per-impression minimum of
+  those columns (one row per impression that has any attributed action).
+- `label_columns(df, labels)`: `label_<action>` (int 0/1), `label` and `first_action_at` from the
+  `attributed_<action>_at` columns, which it drops.
+- `is_mature(served_at, actions_until, labels)`: the attribution window has closed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from freshlake.config import LabelConfig
+
+
+def attributed_column(action: str) -> str:
+    """Name of the helper column holding the first attributed time of `action`."""
+    return f"attributed_{action}_at"
+
+
+def label_column(action: str) -> str:
+    """Name of the 0/1 label column of `action` in `examples`."""
+    return f"label_{action}"
+
+
+def labeled_actions(labels: LabelConfig) -> list[str]:
+    """The configured actions, with the positive action included even if not listed."""
+    actions = list(dict.fromkeys(labels.actions))
+    return actions if labels.positive_action in actions else [labels.positive_action, *actions]
+
+
+def attribution_condition(served_at: Column, action_at: Column, labels: LabelConfig) -> Column:
+    """True iff `action_at` is inside the impression's attribution window (with clock skew)."""
+    lower = served_at - F.expr(f"INTERVAL {labels.clock_skew_seconds} SECONDS")
+    upper = served_at + F.expr(f"INTERVAL {labels.attribution_window_seconds} SECONDS")
+    return (action_at >= lower) & (action_at <= upper)
+
+
+def action_time_columns(joined: DataFrame, labels: LabelConfig) -> DataFrame:
+    """Add `attributed_<action>_at` to impression x action rows (needs served_at, action, action_at).
+
+    The column is the row's `action_at` when the row's action is that type and inside the
+    attribution window, else null; rows without an action (left outer join) get nulls.
+    """
+    inside = attribution_condition(F.col("served_at"), F.col("action_at"), labels)
+    for action in labeled_actions(labels):
+        joined = joined.withColumn(
+            attributed_column(action),
+            F.when((F.col("action") == action) & inside, F.col("action_at")),
+        )
+    return joined
+
+
+def first_action_times(
+    actions: DataFrame, impressions: DataFrame, labels: LabelConfig
+) -> DataFrame:
+    """Per impression_id, the first attributed time of each configured action (batch path).
+
+    `actions` needs impression_id, action, action_at; `impressions` impression_id and served_at
+    (one row per impression_id). Returns impression_id plus `attributed_<action>_at` columns,
+    only for impressions with at least one attributed action; repeated actions count once.
+    """
+    pairs = actions.select("impression_id", "action", "action_at").join(
+        impressions.select("impression_id", "served_at"), "impression_id"
+    )
+    timed = action_time_columns(pairs, labels)
+    firsts = [
+        F.min(attributed_column(a)).alias(attributed_column(a)) for a in labeled_actions(labels)
+    ]
+    attributed = F.lit(False)
+    for action in labeled_actions(labels):
+        attributed = attributed | F.col(attributed_column(action)).isNotNull()
+    return timed.where(attributed).groupBy("impression_id").agg(*firsts)
+
+
+def label_columns(df: DataFrame, labels: LabelConfig) -> DataFrame:
+    """Replace `attributed_<action>_at` columns by `label_<action>`, `label`, `first_action_at`.
+
+    Missing helper columns (an impression without any action) mean label 0. `label` is the
+    label of `labels.positive_action`; `first_action_at` is when that action first happened.
+    """
+    for action in labeled_actions(labels):
+        if attributed_column(action) not in df.columns:
+            df = df.withColumn(attributed_column(action), F.lit(None).cast("timestamp"))
+    positive = attributed_column(labels.positive_action)
+    df = df.withColumn("first_action_at", F.col(positive))
+    for action in labeled_actions(labels):
+        df = df.withColumn(
+            label_column(action), F.col(attributed_column(action)).isNotNull().cast("int")
+        )
+    df = df.withColumn("label", F.col(label_column(labels.positive_action)))
+    return df.drop(*(attributed_column(a) for a in labeled_actions(labels)))
+
+
+def attach_labels(impressions: DataFrame, actions: DataFrame, labels: LabelConfig) -> DataFrame:
+    """Batch labeling: `impressions` (one row per impression_id) with label columns added."""
+    firsts = first_action_times(actions, impressions, labels)
+    return label_columns(impressions.join(firsts, "impression_id", "left"), labels)
+
+
+def is_mature(served_at: Column, actions_until: datetime | Column, labels: LabelConfig) -> Column:
+    """True iff the attribution window closed by `actions_until` (end of the known action log)."""
+    until = actions_until if isinstance(actions_until, Column) else F.lit(actions_until)
+    closes = served_at + F.expr(f"INTERVAL {labels.attribution_window_seconds} SECONDS")
+    return closes <= until
