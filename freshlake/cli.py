@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "jobs.ingest",
     "ingest-obd": "jobs.ingest_obd",
     "sql": "jobs.sql",
+    "broker": "streaming.broker_cli",
 }
 
 

@@ -156,6 +156,25 @@ class FeaturesConfig(Section):
         return spec
 
 
+class StreamingConfig(Section):
+    """The streaming path (streaming/): checkpoints, triggers, watermarks, replay (DESIGN.md section 4)."""
+
+    # Checkpoints of the streaming queries; None: `<lake.root>/_checkpoints`.
+    checkpoint_root: str | None = None
+    trigger_seconds: float = Field(default=2.0, gt=0)
+    starting_offsets: str = "earliest"  # earliest | latest | Spark's JSON per-partition offsets
+    max_offsets_per_trigger: int | None = Field(default=None, ge=1)
+    # How late (event time) an impression or action may arrive and still be joined.
+    watermark_delay_seconds: int = Field(default=120, ge=0)
+    # Fixed in a query's checkpoint at its first start.
+    shuffle_partitions: int = Field(default=2, ge=1)
+    # Micro-batch progress as JSON lines; None: `<checkpoint_root>/<query>/metrics.jsonl`.
+    metrics_log: str | None = None
+    # `freshlake produce`: events/s, and the factor dividing logged action delays.
+    produce_rate: float = Field(default=2000.0, gt=0)
+    time_compression: float = Field(default=1.0, gt=0)
+
+
 class Config(Section):
     lake: LakeConfig = Field(default_factory=LakeConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -171,7 +190,7 @@ class Config(Section):
     split: SplitConfig = Field(default_factory=SplitConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     # Sections owned by the streaming and training paths; validated by their own models.
-    streaming: dict[str, Any] = Field(default_factory=dict)
+    streaming: StreamingConfig = Field(default_factory=StreamingConfig)
     training: dict[str, Any] = Field(default_factory=dict)
 
     def config_hash(self) -> str:

@@ -15,6 +15,9 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# Broker and topic fixtures of the streaming tests.
+pytest_plugins = ["tests.streaming_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def spark():
