@@ -12,7 +12,9 @@ def test_local_and_cluster_configs_validate():
 
 
 def test_overrides_are_parsed_as_yaml_and_validated():
-    cfg = load_config("local.yaml", ["sampling.negative_rate=0.1", "window.blackout_dates=[2026-01-03]"])
+    cfg = load_config(
+        "local.yaml", ["sampling.negative_rate=0.1", "window.blackout_dates=[2026-01-03]"]
+    )
     assert cfg.sampling.negative_rate == pytest.approx(0.1)
     assert [d.isoformat() for d in cfg.window.blackout_dates] == ["2026-01-03"]
 

@@ -198,8 +198,8 @@ def _describe(
     infos = fs.get_file_info([f.abs_path for f in files])
     return pa.RecordBatch.from_pydict(
         {
-            # Paths in the Delta log are URI-encoded relative paths.
-            "path": [quote(f.rel_path, safe="/=") for f in files],
+            # delta-rs URI-encodes the relative path itself when it writes the log.
+            "path": [f.rel_path for f in files],
             "size": [info.size for info in infos],
             "partition_values": [
                 json.dumps(dict(zip(partition_by, f.values, strict=True))) for f in files

@@ -1,0 +1,178 @@
+"""The delta-rs engine: atomic commits of files written by Spark tasks, idempotence, time travel."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import functions as F
+
+from freshlake.lake import SchemaMismatchError
+from freshlake.lake.catalog import Lake, choose_engine
+from freshlake.lake.delta_rs import DeltaRsEngine
+
+DAY0 = 1767225600  # 2026-01-01T00:00:00Z
+
+
+def events(spark, n: int = 1000, partitions: int = 4):
+    """n rows over three UTC days, with a map and an array column."""
+    return spark.range(0, n, numPartitions=partitions).select(
+        F.format_string("imp-%05d", "id").alias("impression_id"),
+        (F.col("id") % 7).cast("int").alias("position"),
+        F.timestamp_seconds(F.lit(DAY0) + F.col("id") * 250).alias("served_at"),
+        F.create_map(F.lit("device"), (F.col("id") % 3).cast("string")).alias("features"),
+        F.array(F.col("id"), F.col("id") + 1).alias("ids"),
+        F.to_date(F.timestamp_seconds(F.lit(DAY0) + F.col("id") * 250)).alias("dt"),
+    )
+
+
+def parquet_files(lake: Lake, table: str) -> set[str]:
+    return {str(p) for p in Path(lake.uri(table)).rglob("*.parquet")}
+
+
+def test_round_trip_keeps_rows_types_and_partitions(spark, lake):
+    df = events(spark)
+    result = lake.write("events", df, partition_by=["dt"])
+    assert (result.version, result.rows) == (0, 1000)
+    back = lake.read("events")
+    assert back.schema.simpleString() == df.schema.simpleString()
+    assert sorted(back.collect()) == sorted(df.collect())
+    table = DeltaTable(lake.uri("events"))
+    assert table.metadata().partition_columns == ["dt"]
+    assert {p["dt"] for p in table.partitions()} == {"2026-01-01", "2026-01-02", "2026-01-03"}
+
+
+def test_file_statistics_are_in_the_log(spark, lake):
+    lake.write("events", events(spark, 300, partitions=1), partition_by=["dt"])
+    actions = pa.table(lake.delta_table("events").get_add_actions(flatten=True)).to_pylist()
+    assert sum(a["num_records"] for a in actions) == 300
+    first_day = next(a for a in actions if a["partition.dt"] == dt.date(2026, 1, 1))
+    assert first_day["min.position"] == 0 and first_day["max.position"] == 6
+
+
+def test_other_readers_see_the_same_table(spark, lake):
+    lake.write("events", events(spark, 500), partition_by=["dt"])
+    table = DeltaTable(lake.uri("events")).to_pyarrow_table()
+    assert table.num_rows == 500
+    assert set(table.column("impression_id").to_pylist()) == {f"imp-{i:05d}" for i in range(500)}
+
+
+def test_repeated_app_transaction_writes_nothing(spark, lake):
+    df = events(spark, 200)
+    first = lake.write("events", df, partition_by=["dt"], app_id="ingest-a", app_version=1)
+    files = parquet_files(lake, "events")
+    replay = lake.write("events", df, partition_by=["dt"], app_id="ingest-a", app_version=1)
+    older = lake.write("events", df, partition_by=["dt"], app_id="ingest-a", app_version=0)
+    assert replay.skipped and older.skipped
+    assert replay.version == older.version == first.version == 0
+    assert parquet_files(lake, "events") == files, "a skipped write must not even write files"
+    assert lake.read("events").count() == 200
+    nxt = lake.write("events", df, partition_by=["dt"], app_id="ingest-a", app_version=2)
+    assert not nxt.skipped and nxt.version == 1
+    assert lake.transaction_version("events", "ingest-a") == 2
+    other = lake.write("events", df, partition_by=["dt"], app_id="ingest-b", app_version=1)
+    assert not other.skipped and lake.read("events").count() == 600
+
+
+def test_partition_overwrite_replaces_exactly_those_partitions(spark, lake):
+    df = events(spark, 1000)
+    lake.write("events", df, partition_by=["dt"])
+    before = {r["dt"]: r["count"] for r in lake.read("events").groupBy("dt").count().collect()}
+    day2 = dt.date(2026, 1, 2)
+    replacement = df.where(F.col("dt") == F.lit(day2)).limit(5)
+    lake.write("events", replacement, mode="overwrite", replace_partitions={"dt": ["2026-01-02"]})
+    after = {r["dt"]: r["count"] for r in lake.read("events").groupBy("dt").count().collect()}
+    assert after[day2] == 5
+    assert {k: v for k, v in after.items() if k != day2} == {
+        k: v for k, v in before.items() if k != day2
+    }
+
+
+def test_partition_overwrite_with_rows_outside_is_refused(spark, lake):
+    df = events(spark, 1000)
+    lake.write("events", df, partition_by=["dt"])
+    with pytest.raises(ValueError, match="dt=2026-01-01"):
+        lake.write("events", df, mode="overwrite", replace_partitions={"dt": ["2026-01-02"]})
+    assert lake.version("events") == 0
+
+
+def test_full_overwrite_and_time_travel(spark, lake):
+    df = events(spark, 300)
+    lake.write("events", df, partition_by=["dt"])
+    lake.write("events", df.limit(10), mode="overwrite")
+    assert lake.read("events").count() == 10
+    assert lake.read("events", version=0).count() == 300
+    # Files of version 0 are still on disk; reads go through the log, not the folder.
+    assert len(parquet_files(lake, "events")) > len(lake.delta_table("events").file_uris())
+
+
+def test_schema_mismatch_is_refused_with_the_column_named(spark, lake):
+    df = events(spark, 50)
+    lake.write("events", df, partition_by=["dt"])
+    with pytest.raises(SchemaMismatchError, match=r"position.*string"):
+        lake.write("events", df.withColumn("position", F.col("position").cast("string")))
+    with pytest.raises(SchemaMismatchError, match=r"unexpected columns \['surprise'\]"):
+        lake.write("events", df.withColumn("surprise", F.lit(1)))
+    with pytest.raises(SchemaMismatchError, match=r"missing columns \['features'\]"):
+        lake.write("events", df.drop("features"))
+    assert lake.version("events") == 0
+
+
+def test_spark_job_failing_midway_leaves_no_partial_version(spark, lake):
+    lake.write("events", events(spark, 100), partition_by=["dt"])
+
+    @F.udf("int")
+    def explode_on_last_task(position: int, marker: str) -> int:
+        if marker == "imp-00999":
+            raise RuntimeError("simulated executor failure")
+        return position
+
+    df = events(spark, 1000, partitions=4)
+    failing = df.withColumn("position", explode_on_last_task("position", "impression_id"))
+    with pytest.raises(Exception, match="simulated executor failure"):
+        lake.write("events", failing)
+    # Earlier tasks wrote files, but nothing was committed: same version, same rows.
+    assert lake.version("events") == 0
+    assert lake.read("events").count() == 100
+    orphans = parquet_files(lake, "events") - {
+        str(Path(u)) for u in lake.delta_table("events").file_uris()
+    }
+    assert orphans, "the failed job's completed tasks should have left unreferenced files"
+    removed = lake.delta_table("events").vacuum(
+        retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True
+    )
+    assert len(removed) == len(orphans)
+    assert lake.read("events").count() == 100
+
+
+def test_partition_values_with_special_characters_and_nulls(spark, lake):
+    rows = [("a/b c", 1), ("50%=x", 2), (None, 3)]
+    df = spark.createDataFrame(rows, "region string, n int")
+    lake.write("odd", df, partition_by=["region"])
+    assert sorted(lake.read("odd").collect(), key=lambda r: r.n) == [(r[0], r[1]) for r in rows]
+    assert DeltaTable(lake.uri("odd")).to_pyarrow_table().num_rows == 3
+
+
+def test_empty_write_creates_a_readable_table(spark, lake):
+    df = events(spark, 10).limit(0)
+    result = lake.write("empty", df, partition_by=["dt"])
+    assert result.version == 0 and result.rows == 0
+    assert lake.read("empty").count() == 0
+    assert lake.read("empty").schema.names == df.schema.names
+
+
+def test_auto_engine_is_delta_rs_without_delta_jars(spark, config):
+    assert isinstance(choose_engine(config.lake, spark), DeltaRsEngine)
+    config.lake.engine = "delta-spark"
+    with pytest.raises(RuntimeError, match="not on Spark's classpath"):
+        choose_engine(config.lake, spark)
+
+
+def test_register_views_exposes_every_table_to_sql(spark, lake):
+    lake.write("events", events(spark, 30), partition_by=["dt"])
+    lake.write("odd", spark.createDataFrame([("x", 1)], "region string, n int"))
+    assert lake.register_views() == ["events", "odd"]
+    assert spark.sql("SELECT count(*) AS n FROM events").first().n == 30
