@@ -1,0 +1,371 @@
+"""Raw JSON records -> validated impressions/actions rows plus quarantine rows (contract 2).
+
+Batch file ingest and the streaming bronze ingest call the same functions. The input is a
+DataFrame with a string column `value` (one JSON object per row) and optionally the coordinate
+columns `source_file`, `topic`, `partition`, `offset`, and `parse_error` (set by a reader that
+could not even split the record, e.g. a broken CSV line). Everything here is a lazy column
+transformation, so it works on streaming DataFrames too.
+
+A record is parsed with a permissive `map<string,string>` schema (nested values arrive as their
+JSON text), then each field is cast to its contract type. The first failing check gives the
+record's one quarantine reason, in this order: malformed_row, malformed_json, missing_field,
+bad_type, bad_timestamp, future_timestamp, ancient_timestamp, out_of_range, unknown_action.
+`detail` names the field. Fields outside the contract go to `extra` (strings as they are,
+numbers/booleans/objects/arrays as JSON text). Nothing is deduplicated here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from features.schemas import ACTION_SCHEMA, IMPRESSION_SCHEMA, QUARANTINE_SCHEMA, STRING_MAP
+from features.timestamps import parse_event_time
+from freshlake.config import Config
+
+# token: a string compared case-insensitively, stored trimmed and lower-cased (action types).
+FieldKind = Literal["string", "token", "int", "double", "timestamp", "map"]
+COORDINATES = ("source_file", "topic", "partition", "offset")
+REASON, DETAIL = "_reason", "_detail"
+MAX_DETAIL_VALUE = 120
+
+
+@dataclass(frozen=True)
+class RecordField:
+    """One field of a raw record and the contract type it is cast to."""
+
+    name: str
+    kind: FieldKind = "string"
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class RecordContract:
+    """What a raw record of one kind must hold and which Delta schema the valid rows take."""
+
+    source: str  # impressions | actions: the quarantine `source`
+    fields: tuple[RecordField, ...]
+    event_time: str  # the timestamp field `dt` is derived from
+    schema: StructType
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+
+IMPRESSIONS = RecordContract(
+    source="impressions",
+    fields=(
+        RecordField("impression_id", required=True),
+        RecordField("request_id"),
+        RecordField("user_id", required=True),
+        RecordField("item_id", required=True),
+        RecordField("served_at", "timestamp", required=True),
+        RecordField("position", "int"),
+        RecordField("surface"),
+        RecordField("region"),
+        RecordField("model_version"),
+        RecordField("pred_ctr", "double"),
+        RecordField("features", "map"),
+    ),
+    event_time="served_at",
+    schema=IMPRESSION_SCHEMA,
+)
+
+ACTIONS = RecordContract(
+    source="actions",
+    fields=(
+        RecordField("action_id"),
+        RecordField("impression_id", required=True),
+        RecordField("user_id"),
+        RecordField("action", "token", required=True),
+        RecordField("action_at", "timestamp", required=True),
+        RecordField("value", "double"),
+    ),
+    event_time="action_at",
+    schema=ACTION_SCHEMA,
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A failure condition with its reason code and a detail text naming the field."""
+
+    reason: str
+    failed: Column
+    detail: Column
+
+
+def _text(name: str) -> Column:
+    return F.col(f"_t_{name}")
+
+
+def _typed(name: str) -> Column:
+    return F.col(f"_v_{name}")
+
+
+def _shown(value: Column) -> Column:
+    """A field value quoted and shortened for `detail`."""
+    short = F.when(
+        F.length(value) > MAX_DETAIL_VALUE,
+        F.concat(F.substring(value, 1, MAX_DETAIL_VALUE), F.lit("...")),
+    ).otherwise(value)
+    return F.concat(F.lit("'"), short, F.lit("'"))
+
+
+def _cast(field: RecordField, text: Column) -> Column:
+    """The field's text cast to its contract type; NULL when it does not cast."""
+    if field.kind == "int":
+        number = text.try_cast("double")
+        return F.when(number == F.floor(number), number.try_cast("int"))
+    if field.kind == "double":
+        return text.try_cast("double")
+    if field.kind == "timestamp":
+        return parse_event_time(text)
+    if field.kind == "map":
+        return F.from_json(text, STRING_MAP)
+    if field.kind == "token":
+        return F.lower(F.trim(text))
+    return text
+
+
+def _checks(contract: RecordContract, config: Config, clock: Column) -> list[Check]:
+    """Every check of a record, in the order that decides its single reason."""
+    checks = [
+        Check("malformed_row", F.col("_parse_error").isNotNull(), F.col("_parse_error")),
+        Check(
+            "malformed_json",
+            F.col("_parsed").isNull(),
+            F.when(F.col("value").isNull(), F.lit("empty payload")).otherwise(
+                F.lit("payload is not a JSON object")
+            ),
+        ),
+    ]
+    for field in contract.fields:
+        if field.required:
+            missing = _text(field.name).isNull() | (F.trim(_text(field.name)) == "")
+            checks.append(Check("missing_field", missing, F.lit(f"{field.name}: missing or empty")))
+    for field in contract.fields:
+        if field.kind in ("int", "double", "map"):
+            bad = _text(field.name).isNotNull() & _typed(field.name).isNull()
+            detail = F.concat(
+                F.lit(f"{field.name}: expected {field.kind}, got "), _shown(_text(field.name))
+            )
+            checks.append(Check("bad_type", bad, detail))
+    stamps = [f.name for f in contract.fields if f.kind == "timestamp"]
+    for name in stamps:
+        bad = _text(name).isNotNull() & _typed(name).isNull()
+        detail = F.concat(F.lit(f"{name}: not ISO-8601 or epoch ms: "), _shown(_text(name)))
+        checks.append(Check("bad_timestamp", bad, detail))
+    latest = clock + F.make_dt_interval(secs=F.lit(config.ingest.max_future_seconds))
+    earliest = F.lit(config.ingest.min_event_date).cast("timestamp")
+    for name in stamps:
+        checks.append(
+            Check(
+                "future_timestamp",
+                _typed(name) > latest,
+                F.concat(
+                    F.lit(f"{name}: "),
+                    _typed(name).cast("string"),
+                    F.lit(f" is more than {config.ingest.max_future_seconds} s after "),
+                    clock.cast("string"),
+                ),
+            )
+        )
+    for name in stamps:
+        checks.append(
+            Check(
+                "ancient_timestamp",
+                _typed(name) < earliest,
+                F.concat(
+                    F.lit(f"{name}: "),
+                    _typed(name).cast("string"),
+                    F.lit(f" is before {config.ingest.min_event_date.isoformat()}"),
+                ),
+            )
+        )
+    names = set(contract.names)
+    if "pred_ctr" in names:
+        ctr = _typed("pred_ctr")
+        checks.append(
+            Check(
+                "out_of_range",
+                ctr.isNaN() | (ctr < 0) | (ctr > 1),
+                F.concat(F.lit("pred_ctr: not in [0, 1]: "), ctr.cast("string")),
+            )
+        )
+    if "position" in names:
+        checks.append(
+            Check(
+                "out_of_range",
+                _typed("position") < 1,
+                F.concat(F.lit("position: must be >= 1, got "), _typed("position").cast("string")),
+            )
+        )
+    if "value" in names:
+        checks.append(
+            Check(
+                "out_of_range",
+                _typed("value").isNaN(),
+                F.lit("value: NaN"),
+            )
+        )
+    if "action" in names:
+        allowed = F.array(*[F.lit(a) for a in config.labels.actions])
+        checks.append(
+            Check(
+                "unknown_action",
+                ~F.array_contains(allowed, _typed("action")),
+                F.concat(
+                    F.lit("action: "),
+                    _shown(_text("action")),
+                    F.lit(f" is not one of {config.labels.actions}"),
+                ),
+            )
+        )
+    return checks
+
+
+def _first_failure(checks: Sequence[Check]) -> tuple[Column, Column]:
+    reason = detail = None
+    for check in checks:
+        if reason is None:
+            reason = F.when(check.failed, F.lit(check.reason))
+            detail = F.when(check.failed, check.detail)
+        else:
+            reason = reason.when(check.failed, F.lit(check.reason))
+            detail = detail.when(check.failed, check.detail)
+    return reason, detail
+
+
+def _with_coordinates(raw: DataFrame) -> DataFrame:
+    """`raw` with every optional coordinate column present (NULL where the source has none)."""
+    types = {"source_file": "string", "topic": "string", "partition": "int", "offset": "long"}
+    columns = [F.col("value").cast("string").alias("value")]
+    for name in COORDINATES:
+        present = name in raw.columns
+        columns.append((F.col(name) if present else F.lit(None)).cast(types[name]).alias(name))
+    error = F.col("parse_error") if "parse_error" in raw.columns else F.lit(None)
+    columns.append(error.cast("string").alias("_parse_error"))
+    return raw.select(*columns)
+
+
+def check_records(
+    raw: DataFrame, contract: RecordContract, config: Config, clock: Column
+) -> DataFrame:
+    """`raw` with typed contract columns `_v_<field>`, `extra`, and `_reason`/`_detail`.
+
+    `_reason` is NULL for a valid record. Split the result with `valid_rows` and
+    `quarantine_rows` (or persist it first when both are written from a batch).
+    """
+    parsed = _with_coordinates(raw).withColumn(
+        "_parsed",
+        F.when(F.col("_parse_error").isNull(), F.from_json(F.col("value"), STRING_MAP)),
+    )
+    known = F.array(*[F.lit(n) for n in contract.names])
+    extra = F.map_filter(F.col("_parsed"), lambda k, _: ~F.array_contains(known, k))
+    texts = parsed.select(
+        "*",
+        *[F.col("_parsed").getItem(n).alias(f"_t_{n}") for n in contract.names],
+        F.when(F.size(extra) > 0, extra).alias("extra"),
+    )
+    typed = texts.select(
+        "*",
+        *[_cast(field, _text(field.name)).alias(f"_v_{field.name}") for field in contract.fields],
+    )
+    reason, detail = _first_failure(_checks(contract, config, clock))
+    return typed.select("*", reason.alias(REASON), detail.alias(DETAIL))
+
+
+def valid_rows(checked: DataFrame, contract: RecordContract, run_id: str) -> DataFrame:
+    """The records that passed, in the contract's Delta schema (column order and types)."""
+    values = {f.name: _typed(f.name) for f in contract.fields}
+    values |= {
+        "extra": F.col("extra"),
+        "source_file": F.col("source_file"),
+        "ingest_run_id": F.lit(run_id),
+        "dt": F.to_date(_typed(contract.event_time)),
+    }
+    return checked.where(F.col(REASON).isNull()).select(
+        *[values[f.name].cast(f.dataType).alias(f.name) for f in contract.schema.fields]
+    )
+
+
+def quarantine_rows(
+    checked: DataFrame, contract: RecordContract, run_id: str, clock: Column
+) -> DataFrame:
+    """The rejected records in QUARANTINE_SCHEMA, each with its reason, detail and raw payload."""
+    values = {
+        "source": F.lit(contract.source),
+        "reason": F.col(REASON),
+        "detail": F.col(DETAIL),
+        "raw": F.col("value"),
+        "source_file": F.col("source_file"),
+        "topic": F.col("topic"),
+        "partition": F.col("partition"),
+        "offset": F.col("offset"),
+        "run_id": F.lit(run_id),
+        "quarantined_at": clock,
+        "dt": F.to_date(clock),
+    }
+    return checked.where(F.col(REASON).isNotNull()).select(
+        *[values[f.name].cast(f.dataType).alias(f.name) for f in QUARANTINE_SCHEMA.fields]
+    )
+
+
+def run_clock(now: datetime | None) -> Column:
+    """The ingest clock: a fixed instant for a batch run, or each micro-batch's current time."""
+    if now is None:
+        return F.current_timestamp()
+    return F.lit(now if now.tzinfo else now.replace(tzinfo=UTC)).cast("timestamp")
+
+
+def validate(
+    raw: DataFrame,
+    contract: RecordContract,
+    config: Config,
+    run_id: str,
+    now: datetime | None = None,
+) -> tuple[DataFrame, DataFrame]:
+    """(valid rows, quarantine rows) of raw JSON records of one kind; lazy, no Spark actions."""
+    clock = run_clock(now)
+    checked = check_records(raw, contract, config, clock)
+    return valid_rows(checked, contract, run_id), quarantine_rows(checked, contract, run_id, clock)
+
+
+def validate_impressions(
+    raw: DataFrame, config: Config, run_id: str, now: datetime | None = None
+) -> tuple[DataFrame, DataFrame]:
+    """(IMPRESSION_SCHEMA rows, QUARANTINE_SCHEMA rows) from raw impression JSON in `value`."""
+    return validate(raw, IMPRESSIONS, config, run_id, now)
+
+
+def validate_actions(
+    raw: DataFrame, config: Config, run_id: str, now: datetime | None = None
+) -> tuple[DataFrame, DataFrame]:
+    """(ACTION_SCHEMA rows, QUARANTINE_SCHEMA rows) from raw action JSON in `value`."""
+    return validate(raw, ACTIONS, config, run_id, now)
+
+
+CONTRACTS: dict[str, RecordContract] = {"impressions": IMPRESSIONS, "actions": ACTIONS}
+
+__all__ = [
+    "ACTIONS",
+    "CONTRACTS",
+    "IMPRESSIONS",
+    "RecordContract",
+    "RecordField",
+    "check_records",
+    "quarantine_rows",
+    "run_clock",
+    "valid_rows",
+    "validate",
+    "validate_actions",
+    "validate_impressions",
+]
