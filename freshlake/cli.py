@@ -22,7 +22,13 @@ COMMANDS: dict[str, str] = {
     "ingest": "jobs.ingest",
     "ingest-obd": "jobs.ingest_obd",
     "sql": "jobs.sql",
+    "train": "training.train_cli",
+    "evaluate": "training.evaluate_cli",
+    "compare-models": "training.compare_cli",
+    "build-training-set": "jobs.build_training_set",
+    "item-stats": "jobs.item_stats",
     "broker": "streaming.broker_cli",
+    "cluster": "freshlake.cluster.cli",
 }
 
 
@@ -56,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="Python logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        module = _load(name)
+        try:
+            module = _load(name)
+        except ImportError as exc:  # a broken install must not take every command down
+            sub.add_parser(name, help=f"(unavailable: {exc})")
+            continue
         child = sub.add_parser(name, help=module.HELP, description=module.HELP)
         add_common_arguments(child)
         module.add_arguments(child)
