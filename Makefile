@@ -7,7 +7,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: install demo test test-slow test-all lint bench clean
+.PHONY: install demo test test-slow test-all lint bench clean test-petastorm
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,20 @@ test-slow: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The Petastorm loader's own environment (pyarrow < 15, numpy < 2): only its tests run there.
+PETASTORM_VENV  := .venv-petastorm
+PETASTORM_STAMP := $(PETASTORM_VENV)/.installed
+
+$(PETASTORM_STAMP): training/petastorm/requirements.txt pyproject.toml
+	test -x $(PETASTORM_VENV)/bin/python || $(PYTHON) -m venv $(PETASTORM_VENV)
+	$(PETASTORM_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(PETASTORM_VENV)/bin/python -m pip install --quiet -r training/petastorm/requirements.txt
+	$(PETASTORM_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(PETASTORM_STAMP)
+
+test-petastorm: $(PETASTORM_STAMP)
+	$(PETASTORM_VENV)/bin/python -m pytest tests/test_training_petastorm.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -175,6 +175,54 @@ class StreamingConfig(Section):
     time_compression: float = Field(default=1.0, gt=0)
 
 
+class TrainingConfig(Section):
+    """The trainer (training/): data, loader, model, optimizer, checkpoints (DESIGN.md section 6)."""
+
+    table: str = "examples"
+    loader: Literal["delta", "petastorm"] = "delta"
+    label: str = "label"
+    # The loss weight column (bias correction x recency); None trains unweighted.
+    weight: str | None = "weight"
+    train_split: str = "train"
+    eval_split: str = "eval"
+    epochs: int = Field(default=2, ge=1)
+    batch_size: int = Field(default=1024, ge=1)
+    shuffle_buffer: int = Field(default=65_536, ge=1)  # rows shuffled together in memory
+    num_workers: int = Field(default=1, ge=0)  # DataLoader workers per process
+    seed: int = 0
+    nproc: int = Field(default=1, ge=1)  # processes per node
+    backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl with CUDA, else gloo
+    optimizer: Literal["adagrad", "adam", "sgd"] = "adagrad"
+    learning_rate: float = Field(default=0.05, gt=0)
+    embedding_dim: int = Field(default=16, ge=1)
+    # Hashed ids are folded into at most this many embedding rows per feature.
+    max_embedding_rows: int = Field(default=65_536, ge=1)
+    hidden: list[int] = Field(default_factory=lambda: [64, 32])
+    activation: Literal["relu", "smelu"] = "relu"
+    smelu_beta: float = Field(default=1.0, gt=0)
+    checkpoint_every: int = Field(default=200, ge=1)  # optimizer steps
+    baseline_feature: str | None = "item_id"  # popularity baseline: weighted CTR per value
+
+
+class StreamingConfig(Section):
+    """The streaming path (streaming/): checkpoints, triggers, watermarks, replay (DESIGN.md section 4)."""
+
+    # Checkpoints of the streaming queries; None: `<lake.root>/_checkpoints`.
+    checkpoint_root: str | None = None
+    trigger_seconds: float = Field(default=2.0, gt=0)
+    starting_offsets: str = "earliest"  # earliest | latest | Spark's JSON per-partition offsets
+    max_offsets_per_trigger: int | None = Field(default=None, ge=1)
+    # How late (event time) an impression or action may arrive and still be joined.
+    watermark_delay_seconds: int = Field(default=120, ge=0)
+    # Fixed in a query's checkpoint at its first start.
+    shuffle_partitions: int = Field(default=2, ge=1)
+    # Micro-batch progress as JSON lines; None: `<checkpoint_root>/<query>/metrics.jsonl`.
+    metrics_log: str | None = None
+    # `freshlake produce`: events/s, and the factor dividing logged action delays.
+    produce_rate: float = Field(default=2000.0, gt=0)
+    time_compression: float = Field(default=1.0, gt=0)
+
+
 class Config(Section):
     lake: LakeConfig = Field(default_factory=LakeConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -191,7 +239,7 @@ class Config(Section):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     # Sections owned by the streaming and training paths; validated by their own models.
     streaming: StreamingConfig = Field(default_factory=StreamingConfig)
-    training: dict[str, Any] = Field(default_factory=dict)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
 
     def config_hash(self) -> str:
         """A stable short hash of the effective config, recorded with every job run."""

@@ -1,0 +1,77 @@
+"""The optional Petastorm loader (`--loader petastorm`): the same batches as the default loader,
+read through Petastorm's `make_batch_reader` over the snapshot's file list.
+
+Petastorm 0.13.1 needs pyarrow < 15 and numpy < 2, so it runs in its own environment
+(`pip install -r training/petastorm/requirements.txt`, `make test-petastorm`); it is imported
+only when this loader is used. Rows are sharded by row group with `cur_shard`/`shard_count`
+(one shard per DDP rank); a resumed epoch starts again from its first row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from training.batch import Batch, FeatureLayout, to_batch
+
+
+def _chunk_table(chunk, columns: Sequence[str]) -> pa.Table:
+    arrays = {}
+    for name in columns:
+        values = getattr(chunk, name)
+        if values.dtype == object:  # list columns arrive as arrays of arrays
+            values = [None if v is None else np.asarray(v).tolist() for v in values]
+        arrays[name] = pa.array(values)
+    return pa.table(arrays)
+
+
+def petastorm_batches(
+    file_uris: Sequence[str],
+    layout: FeatureLayout,
+    *,
+    batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 0,
+    epoch: int = 0,
+    shuffle: bool = True,
+    filters: Mapping[str, object] | None = None,
+    workers: int = 2,
+    extras: Sequence[str] = (),
+) -> Iterator[Batch]:
+    """One epoch of this rank's batches (rows shuffled within each row group when `shuffle`)."""
+    from petastorm import make_batch_reader
+
+    filters = dict(filters or {})
+    columns = list(dict.fromkeys([*layout.columns(), *extras, *filters]))
+    carry: pa.Table | None = None
+    rng = np.random.default_rng([seed, epoch, rank])
+    with make_batch_reader(
+        list(file_uris),
+        schema_fields=columns,
+        cur_shard=rank,
+        shard_count=world_size,
+        shuffle_row_groups=shuffle,
+        seed=seed * 1_000_003 + epoch,
+        num_epochs=1,
+        workers_count=max(workers, 1),
+        reader_pool_type="thread",
+    ) as reader:
+        for chunk in reader:
+            table = _chunk_table(chunk, columns)
+            for column, value in filters.items():
+                table = table.filter(pc.equal(table.column(column), value))
+            if shuffle and table.num_rows > 1:
+                table = table.take(pa.array(rng.permutation(table.num_rows)))
+            if carry is not None and carry.num_rows:
+                table = pa.concat_tables([carry, table])
+            offset = 0
+            while table.num_rows - offset >= batch_size:
+                yield to_batch(table.slice(offset, batch_size), layout, extras)
+                offset += batch_size
+            carry = table.slice(offset)
+    if carry is not None and carry.num_rows:
+        yield to_batch(carry, layout, extras)

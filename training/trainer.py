@@ -1,0 +1,385 @@
+"""The training function every process runs (under torchrun or TorchDistributor).
+
+All ranks step in lockstep: each step, one all-reduce tells every rank whether any rank still
+has data and the step's total weight. A rank whose shards are exhausted steps on an empty batch,
+so no rows are dropped to even out shards and the gradient is exactly the weighted mean loss over
+all rows of the step. Rank 0 writes checkpoints (model, optimizer, every shard's position), the
+model and its card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from freshlake.config import Config
+from training.artifact import (
+    feature_spec_hash,
+    load_model,
+    plot_calibration,
+    save_model,
+    write_card,
+)
+from training.batch import Batch, FeatureLayout, empty_batch
+from training.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from training.dataset import DeltaExamples
+from training.distributed import DistContext, all_gather, all_sum, barrier, init_distributed
+from training.distributed import shutdown as shutdown_distributed
+from training.evaluate import SPLIT_COLUMN, evaluate_model
+from training.model import CTRModel, ModelShape, make_optimizer, weighted_log_loss
+from training.snapshot import Snapshot, added_since, open_snapshot
+from training.units import plan_units
+
+log = logging.getLogger(__name__)
+
+JOB_FILE = "job.json"
+AUDIT_DIR = "audit"
+
+
+@dataclass
+class TrainJob:
+    """What to train on and where to write; saved as `job.json` in the output folder."""
+
+    config: dict[str, Any]  # the full freshlake config, as JSON
+    table: str
+    table_uri: str
+    version: int
+    out_dir: str
+    since_version: int | None = None  # train only on files added after this version
+    warm_start: str | None = None  # a model folder to start from
+    start_date: str | None = None  # dt partitions in [start_date, end_date)
+    end_date: str | None = None
+    # Record which `audit_column` values each step consumed (audits, exactly-once tests).
+    audit_column: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def save(self) -> Path:
+        path = Path(self.out_dir) / JOB_FILE
+        path.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainJob:
+        return cls(**json.loads(Path(path).read_text()))
+
+    def parsed_config(self) -> Config:
+        return Config.model_validate(self.config)
+
+
+def job_snapshot(job: TrainJob, config: Config) -> Snapshot:
+    """The pinned snapshot, narrowed to the job's dates and to files added since a version."""
+    from datetime import date
+
+    options = config.lake.storage_options
+    snapshot = open_snapshot(job.table_uri, job.version, options)
+    snapshot = snapshot.between_dates(
+        date.fromisoformat(job.start_date) if job.start_date else None,
+        date.fromisoformat(job.end_date) if job.end_date else None,
+    )
+    if job.since_version is not None:
+        snapshot = added_since(snapshot, job.since_version, options)
+    return snapshot
+
+
+class _Audit:
+    """Per-rank record of consumed `column` values, flushed with every checkpoint."""
+
+    def __init__(self, out_dir: str, column: str | None, rank: int, resumed_step: int):
+        self.column, self.rank = column, rank
+        self.folder = Path(out_dir) / AUDIT_DIR
+        self.pending: list[np.ndarray] = []
+        if column:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            # Segments a crashed run wrote after its last checkpoint are consumed again now.
+            for path in self.folder.glob(f"*-rank{rank}.npy"):
+                if int(path.name.split("-step")[1][:8]) > resumed_step:
+                    path.unlink()
+
+    def add(self, batch: Batch) -> None:
+        if self.column and len(batch):
+            self.pending.append(batch.extras[self.column].numpy().astype(np.int64))
+
+    def flush(self, epoch: int, step: int) -> None:
+        """Values consumed up to `step`; a replay after a crash rewrites the same file names."""
+        if not self.column or not self.pending:
+            return
+        values = np.concatenate(self.pending)
+        np.save(self.folder / f"epoch{epoch}-step{step:08d}-rank{self.rank}.npy", values)
+        self.pending = []
+
+
+def _build_model(config: Config, layout: FeatureLayout, warm_start: str | None) -> CTRModel:
+    t = config.training
+    if warm_start:
+        model = load_model(warm_start)
+        log.info("warm start from %s", warm_start)
+        return model.train()
+    shape = ModelShape.from_layout(
+        layout, t.max_embedding_rows, t.embedding_dim, t.hidden, t.activation, t.smelu_beta
+    )
+    return CTRModel(shape)
+
+
+def _progress(ctx: DistContext, total_rows: int, batch_size: int):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=max(total_rows // max(batch_size * ctx.world_size, 1), 1),
+        unit="step",
+        disable=not ctx.is_main,
+        mininterval=0.5 if sys.stderr.isatty() else 10,
+        desc="train",
+    )
+
+
+def train(job: TrainJob) -> dict[str, Any] | None:
+    """Train (or resume) the job in this process; rank 0 returns the model card."""
+    config = job.parsed_config()
+    t = config.training
+    ctx = init_distributed(t.backend)
+    torch.manual_seed(t.seed)
+    try:
+        return _train(job, config, ctx)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | None:
+    t = config.training
+    snapshot = job_snapshot(job, config)
+    layout = FeatureLayout.from_spec(config.features.spec, snapshot.columns, t.label, t.weight)
+    units = plan_units(snapshot)
+    extras = (job.audit_column,) if job.audit_column else ()
+    dataset = DeltaExamples(
+        units,
+        layout,
+        batch_size=t.batch_size,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        seed=t.seed,
+        shuffle_buffer=t.shuffle_buffer,
+        filters={SPLIT_COLUMN: t.train_split},
+        extras=extras,
+    )
+    n_shards = ctx.world_size * max(t.num_workers, 1)
+
+    model = _build_model(config, layout, job.warm_start).to(ctx.device)
+    optimizer = make_optimizer(t.optimizer, model.parameters(), t.learning_rate)
+    state = TrainState(n_shards=n_shards)
+    saved = load_checkpoint(job.out_dir)
+    if saved is not None:
+        state = saved["state"]
+        if state.n_shards != n_shards:
+            raise RuntimeError(
+                f"checkpoint in {job.out_dir} was written with {state.n_shards} loader shards "
+                f"(processes x workers); this run has {n_shards}: resume with the same "
+                "--nproc/--nnodes and training.num_workers, or use a new --out"
+            )
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if ctx.is_main:
+            log.info("resuming at epoch %d step %d", state.epoch, state.step)
+    wrapped = model
+    if ctx.distributed:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model)
+
+    audit = _Audit(job.out_dir, job.audit_column, ctx.rank, state.step)
+    empty = empty_batch(layout).to(ctx.device)
+    progress = _progress(ctx, snapshot.num_rows * (t.epochs - state.epoch), t.batch_size)
+    while state.epoch < t.epochs:
+        loader = _epoch_batches(config, dataset, snapshot, state)
+        positions = dict(state.positions)
+        local_rows = 0
+        for batch in _lockstep(ctx, loader):
+            rows = len(batch) if batch is not None else 0
+            live, total_weight = _step_stats(ctx, batch)
+            if live == 0:
+                break
+            step_batch = batch.to(ctx.device) if batch is not None else empty
+            loss = weighted_log_loss(wrapped(step_batch), step_batch.label, step_batch.weight)
+            optimizer.zero_grad(set_to_none=True)
+            (loss * ctx.world_size / max(total_weight, 1e-12)).backward()
+            optimizer.step()
+            state.step += 1
+            local_rows += rows
+            if batch is not None:
+                audit.add(batch)
+                if batch.position is not None:
+                    _, shard, block, row = batch.position
+                    positions[shard] = (block, row)
+            progress.update(1)
+            if ctx.is_main and batch is not None:
+                mean_loss = loss.item() / max(float(batch.weight.sum()), 1e-12)
+                progress.set_postfix(epoch=state.epoch, loss=f"{mean_loss:.4f}")
+            if state.step % t.checkpoint_every == 0:
+                _checkpoint(ctx, job, model, optimizer, state, positions, local_rows, audit)
+        rows = int(all_sum(ctx, [local_rows])[0])
+        state.rows_read += rows
+        state.rows_per_epoch.append(state.epoch_rows + rows)
+        if ctx.is_main:
+            log.info(
+                "epoch %d: %d rows, step %d", state.epoch, state.rows_per_epoch[-1], state.step
+            )
+        audit.flush(state.epoch, state.step)
+        state.epoch, state.positions, state.epoch_rows = state.epoch + 1, {}, 0
+        _checkpoint(ctx, job, model, optimizer, state, {}, 0, audit)
+    progress.close()
+    barrier(ctx)
+    if not ctx.is_main:
+        return None
+    return _finish(job, config, ctx, model, layout, units, snapshot, state)
+
+
+def _epoch_batches(config: Config, dataset: DeltaExamples, snapshot: Snapshot, state: TrainState):
+    """This rank's batches for `state.epoch`, from the configured loader."""
+    t = config.training
+    if t.loader == "petastorm":
+        from training.petastorm_loader import petastorm_batches
+
+        return petastorm_batches(
+            [f.uri for f in snapshot.files],
+            dataset.layout,
+            batch_size=t.batch_size,
+            rank=dataset.rank,
+            world_size=dataset.world_size,
+            seed=t.seed,
+            epoch=state.epoch,
+            filters=dataset.filters,
+            workers=t.num_workers,
+            extras=dataset.extras,
+        )
+    dataset.set_epoch(state.epoch, resume=state.positions)
+    return DataLoader(dataset, batch_size=None, num_workers=t.num_workers)
+
+
+def _lockstep(ctx: DistContext, loader: DataLoader):
+    """This rank's batches, then None for as long as the training loop keeps asking."""
+    yield from loader
+    while True:
+        yield None
+
+
+def _step_stats(ctx: DistContext, batch: Batch | None) -> tuple[float, float]:
+    """(ranks with data, total weight of the step) over all ranks."""
+    live = 0.0 if batch is None else 1.0
+    weight = 0.0 if batch is None else float(batch.weight.sum())
+    total_live, total_weight = all_sum(ctx, [live, weight])
+    return total_live, total_weight
+
+
+def _checkpoint(
+    ctx: DistContext,
+    job: TrainJob,
+    model: CTRModel,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    positions: dict[int, tuple[int, int]],
+    local_rows: int,
+    audit: _Audit,
+) -> None:
+    """Gather every rank's shard positions and rows; rank 0 writes the checkpoint."""
+    gathered = all_gather(ctx, (positions, local_rows))
+    audit.flush(state.epoch, state.step)
+    barrier(ctx)  # every audit segment is on disk before the checkpoint that covers it
+    if not ctx.is_main:
+        return
+    merged: dict[int, tuple[int, int]] = {}
+    for shard_positions, _ in gathered:
+        merged.update(shard_positions)
+    snapshot_state = TrainState(
+        epoch=state.epoch,
+        step=state.step,
+        n_shards=state.n_shards,
+        positions=merged,
+        rows_read=state.rows_read + sum(rows for _, rows in gathered),
+        epoch_rows=state.epoch_rows + sum(rows for _, rows in gathered),
+        rows_per_epoch=list(state.rows_per_epoch),
+    )
+    save_checkpoint(job.out_dir, model.state_dict(), optimizer.state_dict(), snapshot_state)
+
+
+def _finish(
+    job: TrainJob,
+    config: Config,
+    ctx: DistContext,
+    model: CTRModel,
+    layout: FeatureLayout,
+    units,
+    snapshot: Snapshot,
+    state: TrainState,
+) -> dict[str, Any]:
+    """Evaluate on the eval split and write the model, its card and calibration plot."""
+    from freshlake.runs import code_version
+
+    t = config.training
+    baseline = f"f_{t.baseline_feature}" if t.baseline_feature else None
+    if baseline and baseline not in layout.categorical:
+        baseline = None
+    model.eval()
+    metrics, predictions = evaluate_model(
+        model,
+        units,
+        layout,
+        eval_split=t.eval_split,
+        train_split=t.train_split,
+        baseline_column=baseline,
+        device=ctx.device,
+    )
+    out = Path(job.out_dir)
+    save_model(out, model)
+    plot_calibration(
+        out,
+        predictions.label,
+        predictions.pred,
+        predictions.weight,
+        f"{job.table} v{job.version} ({t.eval_split}), calibration "
+        f"{metrics['model']['calibration']:.3f}",
+    )
+    card = {
+        "model": model.shape.to_dict(),
+        "features": [f.model_dump(mode="json") for f in config.features.spec],
+        "feature_spec_hash": feature_spec_hash(config.features.spec),
+        "layout": {
+            "categorical": layout.categorical,
+            "numeric": layout.numeric,
+            "text": layout.text,
+            "label": layout.label,
+            "weight": layout.weight,
+        },
+        "data": {
+            "table": job.table,
+            "uri": job.table_uri,
+            "version": job.version,
+            "since_version": job.since_version,
+            "start_date": job.start_date,
+            "end_date": job.end_date,
+            "files": len(snapshot.files),
+            "row_groups": len(units),
+            "rows_in_files": snapshot.num_rows,
+            "rows_read": state.rows_read,
+            "rows_per_epoch": state.rows_per_epoch,
+        },
+        "training": {
+            "epochs": t.epochs,
+            "steps": state.step,
+            "world_size": ctx.world_size,
+            "backend": ctx.backend or "none",
+            "device": str(ctx.device),
+            "loader": t.loader,
+            "warm_start": job.warm_start,
+        },
+        "metrics": {t.eval_split: metrics},
+        "config": config.training.model_dump(mode="json"),
+        "config_hash": config.config_hash(),
+        "code_version": code_version(),
+    }
+    write_card(out, card)
+    return card

@@ -1,0 +1,76 @@
+"""Work units (one Parquet row group of one snapshot file), their per-epoch shuffle and sharding.
+
+Every process plans the same units in the same order, permutes them with the same
+`(seed, epoch)` and takes every `n_shards`-th one: the shards of an epoch are disjoint and
+together cover every unit, so every row is read exactly once per epoch across all ranks and
+DataLoader workers. A shard's units are grouped into blocks of about `shuffle_buffer` rows;
+rows are shuffled inside a block, which is also the unit of resumption.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from training.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    uri: str
+    row_group: int
+    num_rows: int
+
+
+def open_file(uri: str) -> pq.ParquetFile:
+    """A Parquet file by URI or local path, through the Arrow filesystem layer."""
+    if "://" in uri:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    else:
+        fs, path = pafs.LocalFileSystem(), uri
+    return pq.ParquetFile(fs.open_input_file(path))
+
+
+def plan_units(snapshot: Snapshot) -> list[WorkUnit]:
+    """One unit per row group of every file of the snapshot (reads the Parquet footers)."""
+    units = []
+    for data_file in snapshot.files:
+        metadata = open_file(data_file.uri).metadata
+        for i in range(metadata.num_row_groups):
+            units.append(WorkUnit(data_file.uri, i, metadata.row_group(i).num_rows))
+    return units
+
+
+def epoch_order(units: Sequence[WorkUnit], seed: int, epoch: int, shuffle: bool) -> list[WorkUnit]:
+    """The units in this epoch's order, identical in every process."""
+    if not shuffle:
+        return list(units)
+    order = np.random.default_rng([seed, epoch]).permutation(len(units))
+    return [units[i] for i in order]
+
+
+def shard_units(units: Sequence[WorkUnit], shard: int, n_shards: int) -> list[WorkUnit]:
+    """Round-robin share of shard `shard` out of `n_shards`."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} is not in [0, {n_shards})")
+    return list(units[shard::n_shards])
+
+
+def blocks(units: Sequence[WorkUnit], block_rows: int) -> list[list[WorkUnit]]:
+    """Consecutive units grouped until a group holds at least `block_rows` rows."""
+    grouped: list[list[WorkUnit]] = []
+    current: list[WorkUnit] = []
+    rows = 0
+    for unit in units:
+        current.append(unit)
+        rows += unit.num_rows
+        if rows >= block_rows:
+            grouped.append(current)
+            current, rows = [], 0
+    if current:
+        grouped.append(current)
+    return grouped
