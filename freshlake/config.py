@@ -82,10 +82,14 @@ class GenerateConfig(Section):
     duplicate_share: float = Field(default=0.01, ge=0, lt=1)
     malformed_share: float = Field(default=0.005, ge=0, lt=1)
     late_click_share: float = Field(default=0.03, ge=0, lt=1)
+    repeat_click_share: float = Field(default=0.05, ge=0, le=1)
+    epoch_ms_share: float = Field(default=0.05, ge=0, le=1)  # JSONL timestamps as epoch ms
     like_share: float = Field(default=0.2, ge=0, le=1)
     conversion_share: float = Field(default=0.05, ge=0, le=1)
     formats: list[Literal["jsonl", "parquet"]] = Field(default_factory=lambda: ["jsonl"])
     files_per_day: int = Field(default=1, ge=1)
+    max_rows_per_file: int = Field(default=1_000_000, ge=1)  # adds files to a day above this
+    workers: int = Field(default=0, ge=0)  # processes; 0 = one per CPU core
 
 
 class IngestConfig(Section):
