@@ -11,6 +11,7 @@ from datetime import datetime
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import MapType
 
 from features.schemas import QUARANTINE_SCHEMA
 from features.transforms import numeric_value
@@ -59,14 +60,13 @@ def problem_detail(columns: Sequence[str]) -> Column:
     return _first_failing(columns, 2)
 
 
-def quarantine_rows(
-    rejected: DataFrame, source: str, reason: Column, run_id: str, at: datetime
-) -> DataFrame:
-    """Rejected rows as `quarantine` rows: the row as JSON in `raw`, the reason code and detail."""
+def quarantine_impressions(rejected: DataFrame, run_id: str, at: datetime) -> DataFrame:
+    """Impressions that fail `impression_problem` as `quarantine` rows (QUARANTINE_SCHEMA):
+    the row as JSON in `raw`, the reason code and a detail naming the field."""
     payload = F.to_json(F.struct(*[F.col(c) for c in rejected.columns]))
     columns = {
-        "source": F.lit(source),
-        "reason": reason,
+        "source": F.lit("impressions"),
+        "reason": impression_problem(rejected.columns),
         "detail": problem_detail(rejected.columns),
         "raw": payload,
         "source_file": F.col("source_file") if "source_file" in rejected.columns else F.lit(None),
@@ -82,14 +82,27 @@ def quarantine_rows(
     )
 
 
-def duplicate_rank(df: DataFrame) -> Column:
+def row_hash(df: DataFrame) -> Column:
+    """A 64-bit hash of the whole row (map columns by their entries), for deterministic ties."""
+    parts = [
+        F.map_entries(F.col(f.name)) if isinstance(f.dataType, MapType) else F.col(f.name)
+        for f in df.schema.fields
+    ]
+    return F.xxhash64(*parts)
+
+
+def duplicate_rank(df: DataFrame, priority: Sequence[Column] = ()) -> Column:
     """1 for the impression row that wins deduplication, 2.. for its duplicates.
 
-    Per impression_id, the earliest served_at wins; ties go to the smallest item_id, user_id,
-    then the whole row as JSON, so the choice never depends on partitioning or input order.
+    Per impression_id, ordered by `priority` (ascending, e.g. "is ineligible" to rank eligible
+    rows first), then the earliest served_at, the smallest item_id and user_id, then a hash of
+    the whole row, so the choice never depends on partitioning or input order.
     """
-    row_text = F.to_json(F.struct(*[F.col(c) for c in df.columns]))
-    order = [F.col(c).asc_nulls_last() for c in _DEDUP_ORDER] + [row_text.asc()]
+    order = [
+        *priority,
+        *(F.col(c).asc_nulls_last() for c in _DEDUP_ORDER),
+        row_hash(df),
+    ]
     return F.row_number().over(Window.partitionBy("impression_id").orderBy(*order))
 
 

@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "build-training-set": "jobs.build_training_set",
     "item-stats": "jobs.item_stats",
     "broker": "streaming.broker_cli",
+    "produce": "streaming.produce_cli",
+    "stream-ingest": "streaming.ingest_cli",
     "cluster": "freshlake.cluster.cli",
 }
 
