@@ -75,16 +75,25 @@ def fault_code(record: RecordKind, kind: str) -> int:
 
 @dataclass(frozen=True)
 class FaultyLog:
-    """Records in file order and, per row, 0 (original), 1 (duplicate) or a malformed code."""
+    """Originals, duplicates and malformed copies (not yet in file order), with per row its
+    fault code (0 original, 1 duplicate, else `fault_code`) and its place in the file."""
 
-    table: pa.Table
+    record: RecordKind
+    rows: pa.Table
     fault: np.ndarray
+    order_key: np.ndarray
 
     def count(self, code: int) -> int:
         return int((self.fault == code).sum())
 
-    def jsonl_only_mask(self, record: RecordKind) -> np.ndarray:
-        return np.isin(self.fault, [fault_code(record, k) for k in JSONL_ONLY])
+    def in_file_order(self, jsonl: bool) -> tuple[pa.Table, np.ndarray]:
+        """Rows and fault codes as written: JSON lines get every row, Parquet all but the
+        JSONL-only defects."""
+        order = np.argsort(self.order_key, kind="stable")
+        if not jsonl:
+            jsonl_only = [fault_code(self.record, k) for k in JSONL_ONLY]
+            order = order[~np.isin(self.fault[order], jsonl_only)]
+        return self.rows.take(pa.array(order)), self.fault[order]
 
 
 def _replace(table: pa.Table, name: str, rows: np.ndarray, values: pa.Array) -> pa.Table:
@@ -164,8 +173,7 @@ def inject_faults(
             np.array([fault_code(record, k) for k in kinds], dtype=np.int8),
         ]
     )
-    order = np.argsort(keys, kind="stable")
-    return FaultyLog(combined.take(pa.array(order)), fault[order])
+    return FaultyLog(record, combined, fault, keys)
 
 
 def corrupt_json_line(record: RecordKind, kind: str, line: str, rng: np.random.Generator) -> str:
@@ -185,10 +193,9 @@ def corrupt_json_line(record: RecordKind, kind: str, line: str, rng: np.random.G
 
 
 def corrupt_json_lines(
-    record: RecordKind, log: FaultyLog, lines: pa.StringArray, start: int, rng: np.random.Generator
+    record: RecordKind, lines: pa.StringArray, codes: np.ndarray, rng: np.random.Generator
 ) -> pa.StringArray:
-    """Patch the JSONL-only defects of rows `start .. start + len(lines)` of `log`."""
-    codes = log.fault[start : start + len(lines)]
+    """Patch the JSONL-only defects into rendered lines, given each line's fault code."""
     mask = np.isin(codes, [fault_code(record, k) for k in JSONL_ONLY])
     if not mask.any():
         return lines

@@ -77,36 +77,30 @@ def _part(out: Path, record: str, chunk: int, fmt: str) -> Path:
 
 
 def _write(
-    job: Job,
-    record: faults.RecordKind,
-    log_: faults.FaultyLog,
-    schema: pa.Schema,
-    chunk: int,
-    rng: np.random.Generator,
+    job: Job, faulty: faults.FaultyLog, schema: pa.Schema, chunk: int, rng: np.random.Generator
 ) -> dict[str, Any]:
     """Write one chunk of one record kind in every format; return the per-format counts."""
+    record = faulty.record
     counts: dict[str, Any] = {}
     for fmt in job.settings.formats:
         path = _part(job.out, record.name, chunk, fmt)
-        kinds = record.kinds if fmt == "jsonl" else record.typed_kinds
+        table, codes = faulty.in_file_order(jsonl=fmt == "jsonl")
         if fmt == "jsonl":
             rendered, start = [], 0
-            for batch in jsonl.batches(log_.table):
+            for batch in jsonl.batches(table):
                 lines = jsonl.render_json_lines(batch)
-                rendered.append(faults.corrupt_json_lines(record, log_, lines, start, rng))
+                batch_codes = codes[start : start + batch.num_rows]
+                rendered.append(faults.corrupt_json_lines(record, lines, batch_codes, rng))
                 start += batch.num_rows
             jsonl.write_json_lines(path, rendered)
-            records = log_.table.num_rows
         else:
-            keep = pa.array(~log_.jsonl_only_mask(record))
-            table = log_.table.filter(keep).select(schema.names).cast(schema)
-            pq.write_table(table, path)
-            records = table.num_rows
+            pq.write_table(table.select(schema.names).cast(schema), path)
+        kinds = record.kinds if fmt == "jsonl" else record.typed_kinds
         counts[fmt] = {
             "file": path.relative_to(job.out).as_posix(),
-            "records": records,
-            "duplicates": log_.count(faults.DUPLICATE),
-            "malformed": {k: log_.count(faults.fault_code(record, k)) for k in kinds},
+            "records": table.num_rows,
+            "duplicates": faulty.count(faults.DUPLICATE),
+            "malformed": {k: faulty.count(faults.fault_code(record, k)) for k in kinds},
         }
     return counts
 
@@ -131,7 +125,7 @@ def generate_chunk(job: Job, spec: ChunkSpec) -> ChunkResult:
             spec.index,
             rng,
         )
-        written[record.name] = _write(job, record, faulty, schema, spec.index, rng)
+        written[record.name] = _write(job, faulty, schema, spec.index, rng)
     clicked = acts.truth.column("clicked").to_numpy(zero_copy_only=False)
     items = len(job.world.item_ctr)
     counts = {
@@ -250,6 +244,8 @@ def generate_logs(
     out = Path(out)
     _prepare(out, overwrite)
     world = build_world(settings)
+    for name in ("item_ids", "user_ids", "vocabulary"):
+        jsonl.check_json_safe(name, getattr(world, name))
     job = Job(world, settings, window_seconds, out)
     chunks = plan_chunks(settings)
     workers = min(settings.workers or os.cpu_count() or 1, len(chunks))

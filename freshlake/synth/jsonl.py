@@ -2,7 +2,7 @@
 
 Each field becomes a string column of `"name":value` fragments built with Arrow compute;
 null fields are left out of the object. Generated strings never need JSON escaping (ids,
-labels and lowercase words), which `render_json_lines` checks.
+labels and lowercase words; `check_json_safe` checks the sources they are drawn from).
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ from freshlake.synth.schemas import EPOCH_MS
 MS_PER_DAY = 86_400_000
 BATCH_ROWS = 131_072
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
+
+
+def check_json_safe(name: str, values: pa.StringArray) -> None:
+    """Raise if any value would need escaping inside a JSON string."""
+    if pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py():
+        raise ValueError(f"{name} holds text that needs JSON escaping")
 
 
 @cache
@@ -44,44 +50,41 @@ def iso_utc(epoch_ms: np.ndarray) -> pa.StringArray:
     )
 
 
-def _timestamp_value(column: pa.Array, epoch_ms: pa.BooleanArray | None) -> pa.Array:
+def _timestamp_text(column: pa.Array, epoch_ms: pa.BooleanArray | None) -> pa.Array:
+    """Quoted ISO-8601 text, or epoch milliseconds where `epoch_ms` is set; null stays null."""
     millis = pc.divide(pc.cast(column, pa.int64()), 1000)
     values = millis.fill_null(0).to_numpy()
     text = pc.binary_join_element_wise('"', iso_utc(values), '"', "")
     if epoch_ms is not None:
         text = pc.if_else(epoch_ms, pc.cast(millis, pa.string()), text)
-    return pc.if_else(column.is_valid(), text, pa.nulls(len(column), pa.string()))
+    return pc.if_else(column.is_valid(), text, pa.scalar(None, pa.string()))
 
 
-def _value(name: str, column: pa.Array, epoch_ms: pa.BooleanArray | None) -> pa.Array:
+def _fragment(name: str, column: pa.Array, epoch_ms: pa.BooleanArray | None) -> pa.Array:
+    """`"name":value` per row, null where the value is null (the key is then left out)."""
     kind = column.type
+    key = f'"{name}":'
     if pa.types.is_string(kind):
-        if pc.any(pc.match_substring_regex(column, _NEEDS_ESCAPE)).as_py():
-            raise ValueError(f"column {name!r} holds text that needs JSON escaping")
-        return pc.binary_join_element_wise('"', column, '"', "")
+        return pc.binary_join_element_wise(key + '"', column, '"', "")
     if pa.types.is_timestamp(kind):
-        return _timestamp_value(column, epoch_ms)
+        return pc.binary_join_element_wise(key, _timestamp_text(column, epoch_ms), "")
     if pa.types.is_struct(kind):
-        body = _object_body(
-            [(kind.field(i).name, column.field(i)) for i in range(kind.num_fields)], None
-        )
-        return pc.if_else(
-            column.is_valid(),
-            pc.binary_join_element_wise("{", body, "}", ""),
-            pa.nulls(len(column), pa.string()),
+        children = [(kind.field(i).name, column.field(i)) for i in range(kind.num_fields)]
+        text = pc.binary_join_element_wise(key + "{", _object_body(children, None), "}", "")
+        return (
+            text
+            if column.null_count == 0
+            else pc.if_else(column.is_valid(), text, pa.scalar(None, pa.string()))
         )
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
-        return pc.cast(column, pa.string())
+        return pc.binary_join_element_wise(key, pc.cast(column, pa.string()), "")
     raise TypeError(f"column {name!r}: no JSON rendering for {kind}")
 
 
 def _object_body(
     fields: list[tuple[str, pa.Array]], epoch_ms: pa.BooleanArray | None
 ) -> pa.StringArray:
-    fragments = [
-        pc.binary_join_element_wise(f'"{name}":', _value(name, column, epoch_ms), "")
-        for name, column in fields
-    ]
+    fragments = [_fragment(name, column, epoch_ms) for name, column in fields]
     return pc.binary_join_element_wise(*fragments, ",", null_handling="skip")
 
 
