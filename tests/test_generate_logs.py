@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from freshlake.config import GenerateConfig
-from freshlake.synth import generate_logs
+from freshlake.synth import generate_logs, plan_chunks
 from freshlake.synth.schemas import ACTIONS_SCHEMA, IMPRESSIONS_SCHEMA
 
 WINDOW = 3600
@@ -203,6 +203,16 @@ def test_record_contract(logs):
     for shown in list(requests.values())[:500]:
         assert sorted(r["position"] for r in shown) == list(range(1, len(shown) + 1))
         assert len({(r["user_id"], _parse_time(r["served_at"])) for r in shown}) == 1
+
+
+def test_chunks_cover_every_impression_once():
+    settings = GenerateConfig(impressions=10_001, days=3, files_per_day=1, max_rows_per_file=1500)
+    chunks = plan_chunks(settings)
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert sum(c.rows for c in chunks) == 10_001
+    assert all(c.rows <= 1500 for c in chunks)
+    assert [c.first_row for c in chunks] == list(np.cumsum([0] + [c.rows for c in chunks[:-1]]))
+    assert sorted({c.day for c in chunks}) == [0, 1, 2]
 
 
 def test_same_seed_same_bytes_any_worker_count(tmp_path):

@@ -1,7 +1,18 @@
 """Generate a synthetic log folder (contract 1): log files, truth tables and manifest.json.
 
-The work is split into chunks (one file pair each); every chunk draws from its own seed, so
-the output is byte-identical for a seed whatever the number of worker processes.
+    OUT/impressions/part-NNNNN.{jsonl,parquet}   one file per chunk (a slice of one day)
+    OUT/actions/part-NNNNN.{jsonl,parquet}       the actions of that chunk's impressions
+    OUT/truth/impressions.parquet, items.parquet  what was really generated
+    OUT/manifest.json
+
+manifest.json: `seed`, `settings`, `attribution_window_seconds`, `time_range`, `click_model`
+(expected CTR, position and hour factors), `truth` (unique impressions, requests, actions by
+type, late and repeated clicks) and, per format and record kind, `files`, `records` (lines or
+rows written), `valid` (= unique + `duplicates`), `duplicates` and `malformed` (count per
+quarantine reason code); `records = valid + malformed_total`.
+
+The work is split into chunks; every chunk draws from its own seed, so the output is
+byte-identical for a seed whatever the number of worker processes.
 """
 
 from __future__ import annotations
