@@ -259,10 +259,11 @@ def _with_coordinates(raw: DataFrame) -> DataFrame:
 def check_records(
     raw: DataFrame, contract: RecordContract, config: Config, clock: Column
 ) -> DataFrame:
-    """`raw` with typed contract columns `_v_<field>`, `extra`, and `_reason`/`_detail`.
+    """Each record with its typed fields `_v_<field>`, `extra`, `_reason` and `_detail`.
 
-    `_reason` is NULL for a valid record. Split the result with `valid_rows` and
-    `quarantine_rows` (or persist it first when both are written from a batch).
+    `_reason` is NULL for a valid record; `value` (the raw payload) is kept only for rejected
+    ones, so a batch job can persist this narrow frame and write both outputs from it.
+    Split it with `valid_rows` and `quarantine_rows`.
     """
     parsed = _with_coordinates(raw).withColumn(
         "_parsed",
@@ -280,7 +281,15 @@ def check_records(
         *[_cast(field, _text(field.name)).alias(f"_v_{field.name}") for field in contract.fields],
     )
     reason, detail = _first_failure(_checks(contract, config, clock))
-    return typed.select("*", reason.alias(REASON), detail.alias(DETAIL))
+    checked = typed.select("*", reason.alias(REASON), detail.alias(DETAIL))
+    return checked.select(
+        F.when(F.col(REASON).isNotNull(), F.col("value")).alias("value"),
+        *COORDINATES,
+        *[f"_v_{name}" for name in contract.names],
+        "extra",
+        REASON,
+        DETAIL,
+    )
 
 
 def valid_rows(checked: DataFrame, contract: RecordContract, run_id: str) -> DataFrame:

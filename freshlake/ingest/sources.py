@@ -1,0 +1,168 @@
+"""Input files for ingest: discovery, identity (for idempotence) and reading as raw records.
+
+Paths are resolved with Hadoop's FileSystem through the Spark JVM, so every URL Spark can read
+(local paths, `file:`, `hdfs://`, `s3a://`, `abfss://`, `gs://`, ...) works the same way.
+Every format becomes the same raw-record form, one JSON object per row in `value`, so a single
+validation path (features.validation) serves JSONL, CSV and Parquet alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+Format = Literal["jsonl", "csv", "parquet"]
+FORMAT_CHOICES = ("auto", "jsonl", "csv", "parquet")
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4", ".snappy", ".deflate")
+EXTENSIONS: dict[str, Format] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
+CORRUPT_COLUMN = "_corrupt_record"
+# Parquet/CSV timestamps keep microseconds when turned into JSON text.
+JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX", "ignoreNullFields": "true"}
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file to ingest, with what identifies this exact content for idempotent re-runs."""
+
+    path: str  # fully qualified, e.g. file:/data/logs/impressions/part-00000.jsonl
+    size: int
+    modified_ms: int
+    format: Format
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable id of (path, size, modification time): a changed file is a new input."""
+        key = f"{self.path}\n{self.size}\n{self.modified_ms}"
+        return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def format_of(path: str) -> Format | None:
+    """The format a file name implies (`.jsonl.gz` is jsonl), or None."""
+    name = path.rsplit("/", 1)[-1].lower()
+    for suffix in COMPRESSION_SUFFIXES:
+        name = name.removesuffix(suffix)
+    for extension, fmt in EXTENSIONS.items():
+        if name.endswith(extension):
+            return fmt
+    return None
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith((".", "_"))
+
+
+def _file_statuses(spark: SparkSession, pattern: str) -> list:
+    """Hadoop FileStatus of every file a path, glob or directory (recursively) names."""
+    jvm = spark.sparkContext._jvm
+    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
+    path = jvm.org.apache.hadoop.fs.Path(pattern)
+    fs = path.getFileSystem(hadoop_conf)
+    matches = fs.globStatus(path) or []
+    statuses = []
+    for match in matches:
+        if not match.isDirectory():
+            statuses.append(match)
+            continue
+        found = fs.listFiles(match.getPath(), True)
+        while found.hasNext():
+            status = found.next()
+            relative = status.getPath().toString()[len(match.getPath().toString()) :]
+            if not any(_hidden(part) for part in relative.split("/") if part):
+                statuses.append(status)
+    return statuses
+
+
+def list_input_files(
+    spark: SparkSession, paths: Iterable[str], fmt: str = "auto"
+) -> list[InputFile]:
+    """Expand paths, globs and directories into files, sorted; raise when something is wrong.
+
+    With `fmt="auto"` the format comes from each file's extension; a directory mixing formats
+    is refused (a generated-logs folder may hold the same records as JSONL and Parquet).
+    """
+    files: dict[str, InputFile] = {}
+    for pattern in paths:
+        statuses = _file_statuses(spark, pattern)
+        if not statuses:
+            raise FileNotFoundError(f"no input files at {pattern}")
+        found = []
+        for status in statuses:
+            path = status.getPath().toString()
+            chosen = format_of(path) if fmt == "auto" else fmt
+            if chosen is None:
+                if len(statuses) == 1:
+                    raise ValueError(f"cannot tell the format of {path}; pass --format")
+                continue  # e.g. a manifest.json beside the data is not ingested
+            found.append(InputFile(path, status.getLen(), status.getModificationTime(), chosen))
+        kinds = {f.format for f in found}
+        if len(kinds) > 1:
+            raise ValueError(f"{pattern} holds {sorted(kinds)} files; pass --format to choose one")
+        files.update((f.path, f) for f in found)
+    return [files[p] for p in sorted(files)]
+
+
+def read_raw_records(spark: SparkSession, file: InputFile) -> DataFrame:
+    """The file as raw records: `value` (JSON text), `source_file`, `parse_error`."""
+    if file.format == "jsonl":
+        # Read as text so that a malformed line survives as a raw string for the quarantine.
+        frame = spark.read.text(file.path).select(
+            "value", F.lit(None).cast("string").alias("parse_error")
+        )
+    elif file.format == "csv":
+        frame = _csv_records(spark, file.path)
+    else:
+        rows = spark.read.parquet(file.path)
+        frame = rows.select(
+            F.to_json(F.struct(*[F.col(f"`{c}`") for c in rows.columns]), JSON_OPTIONS).alias(
+                "value"
+            ),
+            F.lit(None).cast("string").alias("parse_error"),
+        )
+    return frame.select("value", F.lit(file.path).alias("source_file"), "parse_error")
+
+
+def read_csv_strings(spark: SparkSession, path: str) -> DataFrame:
+    """A CSV file with a header as all-string columns plus `_corrupt_record` for broken lines."""
+    header = spark.read.option("header", True).csv(path).columns
+    schema = StructType(
+        [StructField(name, StringType()) for name in header]
+        + [StructField(CORRUPT_COLUMN, StringType())]
+    )
+    return (
+        spark.read.schema(schema)
+        .option("header", True)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
+        .csv(path)
+    )
+
+
+def _csv_records(spark: SparkSession, path: str) -> DataFrame:
+    rows = read_csv_strings(spark, path)
+    data = [c for c in rows.columns if c != CORRUPT_COLUMN]
+    broken = F.col(CORRUPT_COLUMN).isNotNull()
+    return rows.select(
+        F.when(broken, F.col(CORRUPT_COLUMN))
+        .otherwise(F.to_json(F.struct(*[F.col(f"`{c}`") for c in data]), JSON_OPTIONS))
+        .alias("value"),
+        F.when(broken, F.lit(f"CSV line does not match the header ({len(data)} fields)")).alias(
+            "parse_error"
+        ),
+    )
+
+
+def fingerprints(files: Sequence[InputFile]) -> dict[str, str]:
+    """path -> fingerprint, for the job record."""
+    return {f.path: f.fingerprint for f in files}
