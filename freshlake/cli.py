@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "broker": "streaming.broker_cli",
     "produce": "streaming.produce_cli",
     "stream-ingest": "streaming.ingest_cli",
+    "produce": "streaming.produce_cli",
+    "stream-ingest": "streaming.ingest_cli",
     "cluster": "freshlake.cluster.cli",
 }
 
