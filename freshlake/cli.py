@@ -30,9 +30,9 @@ COMMANDS: dict[str, str] = {
     "broker": "streaming.broker_cli",
     "produce": "streaming.produce_cli",
     "stream-ingest": "streaming.ingest_cli",
-    "produce": "streaming.produce_cli",
-    "stream-ingest": "streaming.ingest_cli",
     "cluster": "freshlake.cluster.cli",
+    "forget-user": "jobs.forget_user",
+    "maintain": "jobs.maintain",
 }
 
 

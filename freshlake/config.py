@@ -160,33 +160,16 @@ class FeaturesConfig(Section):
         return spec
 
 
-class StreamingConfig(Section):
-    """The streaming path (streaming/): checkpoints, triggers, watermarks, replay (DESIGN.md section 4)."""
-
-    # Checkpoints of the streaming queries; None: `<lake.root>/_checkpoints`.
-    checkpoint_root: str | None = None
-    trigger_seconds: float = Field(default=2.0, gt=0)
-    starting_offsets: str = "earliest"  # earliest | latest | Spark's JSON per-partition offsets
-    max_offsets_per_trigger: int | None = Field(default=None, ge=1)
-    # How late (event time) an impression or action may arrive and still be joined.
-    watermark_delay_seconds: int = Field(default=120, ge=0)
-    # Fixed in a query's checkpoint at its first start.
-    shuffle_partitions: int = Field(default=2, ge=1)
-    # Micro-batch progress as JSON lines; None: `<checkpoint_root>/<query>/metrics.jsonl`.
-    metrics_log: str | None = None
-    # `freshlake produce`: events/s, and the factor dividing logged action delays.
-    produce_rate: float = Field(default=2000.0, gt=0)
-    time_compression: float = Field(default=1.0, gt=0)
-
-
 class TrainingConfig(Section):
     """The trainer (training/): data, loader, model, optimizer, checkpoints (DESIGN.md section 6)."""
 
     table: str = "examples"
     loader: Literal["delta", "petastorm"] = "delta"
     label: str = "label"
-    # The loss weight column (bias correction x recency); None trains unweighted.
+    # Row weights (bias correction x recency): used by the loss when `weighted_loss`, and
+    # always by the evaluation metrics; None when the table has no weight column.
     weight: str | None = "weight"
+    weighted_loss: bool = True
     train_split: str = "train"
     eval_split: str = "eval"
     epochs: int = Field(default=2, ge=1)
@@ -227,6 +210,24 @@ class StreamingConfig(Section):
     time_compression: float = Field(default=1.0, gt=0)
 
 
+class PrivacyConfig(Section):
+    # Files that held a forgotten user's rows are deleted once removed this long ago (0: at once).
+    vacuum_retention_hours: float = Field(default=24, ge=0)
+    # Tables searched for a user's rows: `user_id` column, their impressions' actions, and
+    # quarantined payloads that mention the user or their impression ids.
+    tables: list[str] = Field(
+        default_factory=lambda: ["impressions", "actions", "examples", "fresh_examples", "quarantine"]
+    )
+
+
+class MaintenanceConfig(Section):
+    # Files smaller than this are compacted, per partition, when a partition has min_files of them.
+    target_file_mb: float = Field(default=128, gt=0)
+    min_files: int = Field(default=4, ge=2)
+    # Removed files are deleted once older than this (keeps time travel and running readers safe).
+    vacuum_retention_hours: float = Field(default=168, ge=0)
+
+
 class Config(Section):
     lake: LakeConfig = Field(default_factory=LakeConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -244,6 +245,8 @@ class Config(Section):
     # Sections owned by the streaming and training paths; validated by their own models.
     streaming: StreamingConfig = Field(default_factory=StreamingConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
 
     def config_hash(self) -> str:
         """A stable short hash of the effective config, recorded with every job run."""

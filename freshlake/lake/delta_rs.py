@@ -9,17 +9,22 @@ but does not enforce them (DESIGN.md section 7).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Schema, Transaction
-from deltalake.transaction import AddAction, create_table_with_add_actions
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from freshlake.lake.engine import LakeEngine, WriteMode, WriteResult, check_schema
-from freshlake.lake.task_writer import FILE_METADATA_SCHEMA, make_task_writer
+from freshlake.lake.engine import FileEntry, LakeEngine, WriteMode, WriteResult, check_schema
+from freshlake.lake.task_writer import (
+    FILE_METADATA_SCHEMA,
+    make_task_writer,
+    partition_value_string,
+)
 
 
 class DeltaRsEngine(LakeEngine):
@@ -57,22 +62,7 @@ class DeltaRsEngine(LakeEngine):
         unknown = [c for c in partition_by if c not in schema.names]
         if unknown:
             raise ValueError(f"partition columns {unknown} are not in the data")
-        file_schema = pa.schema([f for f in schema if f.name not in partition_by])
-
-        writer = make_task_writer(_absolute(uri), partition_by, file_schema)
-        described = df.mapInArrow(writer, FILE_METADATA_SCHEMA).collect()
-        actions = [
-            AddAction(
-                path=row["path"],
-                size=row["size"],
-                partition_values=json.loads(row["partition_values"]),
-                modification_time=row["modification_time"],
-                data_change=True,
-                stats=row["stats"],
-            )
-            for row in described
-        ]
-        rows = sum(row["num_records"] for row in described)
+        actions, rows = self._write_files(uri, df, schema, partition_by, data_change=True)
         if mode == "overwrite" and replace_partitions:
             _check_inside(uri, actions, replace_partitions)
         props = CommitProperties(
@@ -102,10 +92,104 @@ class DeltaRsEngine(LakeEngine):
         version = self.version(uri)
         return WriteResult(uri, version, files=len(actions), rows=rows)
 
+    def rewrite(
+        self,
+        uri: str,
+        remove: Sequence[str],
+        df: DataFrame | None,
+        *,
+        data_change: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> WriteResult:
+        """Replace the files `remove` (log paths) by the rows of `df`, in one commit.
+
+        Used to delete rows (`data_change=True`) and to compact files (`data_change=False`, so
+        streaming readers of the table skip the commit). Concurrent appends do not conflict.
+        """
+        table = self.delta_table(uri)
+        schema = pa.schema(table.schema().to_arrow())
+        partition_by = list(table.metadata().partition_columns)
+        known = {entry.path: entry for entry in self.files(uri)}
+        missing = [p for p in remove if p not in known]
+        if missing:
+            raise ValueError(f"{uri}: files not in the current version: {missing[:3]}")
+        actions: list[AddAction | RemoveAction] = []
+        rows = 0
+        if df is not None:
+            check_schema(uri, schema, to_arrow_schema(df.schema, timezone="UTC"))
+            actions, rows = self._write_files(uri, df, schema, partition_by, data_change)
+        now_ms = int(time.time() * 1000)
+        actions += [
+            RemoveAction(
+                path=path,
+                data_change=data_change,
+                deletion_timestamp=now_ms,
+                size=known[path].size,
+                partition_values=known[path].partition_values,
+            )
+            for path in remove
+        ]
+        table.create_write_transaction(
+            actions,
+            "append",
+            Schema.from_arrow(schema),
+            partition_by=partition_by or None,
+            commit_properties=CommitProperties(custom_metadata=dict(metadata or {}) or None),
+        )
+        return WriteResult(uri, self.version(uri), files=len(actions) - len(remove), rows=rows)
+
+    def files(self, uri: str) -> list[FileEntry]:
+        """The data files of the latest version, from the Delta log."""
+        table = self.delta_table(uri)
+        adds = pa.table(table.get_add_actions(flatten=False)).to_pylist()
+        return [
+            FileEntry(
+                path=a["path"],
+                size=a["size_bytes"],
+                num_records=a.get("num_records"),
+                partition_values={
+                    k: partition_value_string(v) for k, v in (a.get("partition") or {}).items()
+                },
+            )
+            for a in adds
+        ]
+
+    def _write_files(
+        self,
+        uri: str,
+        df: DataFrame,
+        schema: pa.Schema,
+        partition_by: list[str],
+        data_change: bool,
+    ) -> tuple[list[AddAction], int]:
+        """Spark tasks write `df` as Parquet under the table; the Add actions describing them."""
+        file_schema = pa.schema([f for f in schema if f.name not in partition_by])
+        writer = make_task_writer(_absolute(uri), partition_by, file_schema)
+        described = df.select(*schema.names).mapInArrow(writer, FILE_METADATA_SCHEMA).collect()
+        actions = [
+            AddAction(
+                path=row["path"],
+                size=row["size"],
+                partition_values=json.loads(row["partition_values"]),
+                modification_time=row["modification_time"],
+                data_change=data_change,
+                stats=row["stats"],
+            )
+            for row in described
+        ]
+        return actions, sum(row["num_records"] for row in described)
+
     def read(self, uri: str, version: int | None = None) -> DataFrame:
         table = self.delta_table(uri, version=version)
+        return self._read_paths(uri, table, table.file_uris())
+
+    def read_files(self, uri: str, paths: Sequence[str]) -> DataFrame:
+        """Only the given data files (log paths) of the latest version, with partition columns."""
+        root = _absolute(uri).rstrip("/")
+        return self._read_paths(uri, self.delta_table(uri), [f"{root}/{p}" for p in paths])
+
+    def _read_paths(self, uri: str, table: DeltaTable, files: Sequence[str]) -> DataFrame:
         schema = from_arrow_schema(pa.schema(table.schema().to_arrow()), prefer_timestamp_ntz=False)
-        files = table.file_uris()
         if not files:
             return self.spark.createDataFrame([], schema)
         reader = self.spark.read.schema(schema).option("basePath", _absolute(uri))
@@ -121,9 +205,7 @@ def _filters(replace: Mapping[str, Sequence[str]] | None) -> list[tuple[str, str
     return [(column, "in", [str(v) for v in values]) for column, values in replace.items()]
 
 
-def _check_inside(
-    uri: str, actions: list[AddAction], replace: Mapping[str, Sequence[str]]
-) -> None:
+def _check_inside(uri: str, actions: list[AddAction], replace: Mapping[str, Sequence[str]]) -> None:
     """A partition overwrite must not write rows outside the partitions it replaces."""
     allowed = {col: {str(v) for v in values} for col, values in replace.items()}
     for action in actions:

@@ -32,6 +32,16 @@ class WriteResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class FileEntry:
+    """One data file of a table version, as the Delta log describes it."""
+
+    path: str  # relative to the table root, as in the log
+    size: int
+    partition_values: dict[str, str | None]
+    num_records: int | None = None
+
+
 class LakeEngine(ABC):
     """Reads and writes Delta tables by URI. Log-level metadata goes through delta-rs for both."""
 

@@ -123,9 +123,7 @@ class _OpenFile:
         self.rel_path = f"{rel_dir}/part-{uuid.uuid4().hex}.snappy.parquet".lstrip("/")
         self.abs_path = f"{root}/{self.rel_path}"
         fs.create_dir(self.abs_path.rsplit("/", 1)[0], recursive=True)
-        self.writer = pq.ParquetWriter(
-            self.abs_path, schema, filesystem=fs, compression="snappy"
-        )
+        self.writer = pq.ParquetWriter(self.abs_path, schema, filesystem=fs, compression="snappy")
         self.stats = _StatsAccumulator(schema)
         self.values = values
 
@@ -154,7 +152,9 @@ def make_task_writer(
                 data = part.select(file_schema.names).cast(file_schema)
                 handle = open_files.get(key)
                 if handle is None:
-                    handle = _OpenFile(fs, root, _partition_dir(partition_by, key), file_schema, key)
+                    handle = _OpenFile(
+                        fs, root, _partition_dir(partition_by, key), file_schema, key
+                    )
                     open_files[key] = handle
                 handle.write(data)
                 if handle.stats.rows >= max_rows_per_file:
@@ -176,7 +176,9 @@ def _split_by_partition(
     if not partition_by:
         yield (), batch
         return
-    distinct = pa.Table.from_batches([batch.select(partition_by)]).group_by(partition_by).aggregate([])
+    distinct = (
+        pa.Table.from_batches([batch.select(partition_by)]).group_by(partition_by).aggregate([])
+    )
     if distinct.num_rows == 1:
         row = distinct.to_pylist()[0]
         yield tuple(partition_value_string(row[c]) for c in partition_by), batch

@@ -1,0 +1,1 @@
+"""Operations on the lake's tables: forgetting users (privacy), compaction and vacuum."""
