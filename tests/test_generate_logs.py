@@ -224,9 +224,13 @@ def test_same_seed_same_bytes_any_worker_count(tmp_path):
     generate_logs(settings, tmp_path / "a")
     generate_logs(settings.model_copy(update={"workers": 2}), tmp_path / "b")
     generate_logs(settings.model_copy(update={"seed": 12}), tmp_path / "c")
+    generate_logs(settings.model_copy(update={"formats": ["parquet"]}), tmp_path / "d")
     a, b, c = snapshot(tmp_path / "a"), snapshot(tmp_path / "b"), snapshot(tmp_path / "c")
     assert len(a) == 2 * 2 * 4 + 3  # 4 chunks x 2 records x 2 formats, 2 truth, manifest
     assert a == b
+    parquet_only = snapshot(tmp_path / "d")
+    parquet_only.pop("manifest.json")
+    assert parquet_only == {k: a[k] for k in parquet_only}  # the data do not depend on formats
     assert (
         a.keys() == c.keys()
         and a["impressions/part-00000.jsonl"] != c["impressions/part-00000.jsonl"]

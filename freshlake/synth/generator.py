@@ -87,23 +87,31 @@ def _part(out: Path, record: str, chunk: int, fmt: str) -> Path:
     return out / record / f"part-{chunk:05d}.{fmt}"
 
 
+def _json_lines(
+    record: faults.RecordKind, table: pa.Table, codes: np.ndarray, rng: np.random.Generator
+) -> Iterator[pa.StringArray]:
+    """The rendered lines, batch by batch, with the JSONL-only defects patched in."""
+    start = 0
+    for batch in jsonl.batches(table):
+        lines = jsonl.render_json_lines(batch)
+        yield faults.corrupt_json_lines(record, lines, codes[start : start + len(lines)], rng)
+        start += len(lines)
+
+
 def _write(
     job: Job, faulty: faults.FaultyLog, schema: pa.Schema, chunk: int, rng: np.random.Generator
 ) -> dict[str, Any]:
-    """Write one chunk of one record kind in every format; return the per-format counts."""
+    """Write one chunk of one record kind in every format; return the per-format counts.
+
+    `rng` only draws the JSONL-only defects, so the other formats do not depend on it.
+    """
     record = faulty.record
     counts: dict[str, Any] = {}
     for fmt in job.settings.formats:
         path = _part(job.out, record.name, chunk, fmt)
         table, codes = faulty.in_file_order(jsonl=fmt == "jsonl")
         if fmt == "jsonl":
-            rendered, start = [], 0
-            for batch in jsonl.batches(table):
-                lines = jsonl.render_json_lines(batch)
-                batch_codes = codes[start : start + batch.num_rows]
-                rendered.append(faults.corrupt_json_lines(record, lines, batch_codes, rng))
-                start += batch.num_rows
-            jsonl.write_json_lines(path, rendered)
+            jsonl.write_json_lines(path, _json_lines(record, table, codes, rng))
         else:
             pq.write_table(table.select(schema.names).cast(schema), path)
         kinds = record.kinds if fmt == "jsonl" else record.typed_kinds
@@ -118,8 +126,9 @@ def _write(
 
 def generate_chunk(job: Job, spec: ChunkSpec) -> ChunkResult:
     """Simulate, corrupt and write one chunk."""
-    rng = np.random.default_rng(np.random.SeedSequence([job.settings.seed, 1, spec.index]))
     settings = job.settings
+    rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 1, spec.index]))
+    line_rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 2, spec.index]))
     imps = simulate_impressions(job.world, settings, spec, rng)
     acts = simulate_actions(imps, settings, job.window_seconds, spec, rng)
     written = {}
@@ -136,7 +145,7 @@ def generate_chunk(job: Job, spec: ChunkSpec) -> ChunkResult:
             spec.index,
             rng,
         )
-        written[record.name] = _write(job, faulty, schema, spec.index, rng)
+        written[record.name] = _write(job, faulty, schema, spec.index, line_rng)
     clicked = acts.truth.column("clicked").to_numpy(zero_copy_only=False)
     items = len(job.world.item_ctr)
     counts = {

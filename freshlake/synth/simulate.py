@@ -61,9 +61,10 @@ class ChunkSpec:
 
 @dataclass(frozen=True)
 class Impressions:
+    """A chunk's impressions, with the simulation's arrays the actions are drawn from."""
+
     table: pa.Table  # IMPRESSIONS_SCHEMA + _epoch_ms
     served_ms: np.ndarray
-    user: np.ndarray
     item: np.ndarray
     position: np.ndarray
     hour: np.ndarray
@@ -73,6 +74,8 @@ class Impressions:
 
 @dataclass(frozen=True)
 class Actions:
+    """A chunk's actions and the per-impression truth."""
+
     table: pa.Table  # ACTIONS_SCHEMA + _epoch_ms, sorted by action_at
     action_ms: np.ndarray
     truth: pa.Table  # TRUTH_IMPRESSIONS_SCHEMA, one row per impression
@@ -151,7 +154,7 @@ def simulate_impressions(
     pred_ctr = np.clip(np.round(p_click * noise, 6), 0.0, 1.0)
     query = _queries(world, rng, world.item_category[item[starts]], surface)
 
-    take = pa.array(request)
+    by_request = pa.array(request)
     request_ids = ids.hex_ids(ids.index_in_space(ids.REQUEST, spec.index, np.arange(requests)))
     impression_ids = ids.hex_ids(
         ids.index_in_space(ids.IMPRESSION, 0, spec.first_row + np.arange(spec.rows))
@@ -161,7 +164,7 @@ def simulate_impressions(
         [
             pc.take(pa.array(DEVICES), pa.array(world.user_device[user])),
             pa.array(hour, pa.int32()),
-            pc.take(query, take),
+            pc.take(query, by_request),
         ],
         fields=list(IMPRESSIONS_SCHEMA.field("features").type),
     )
@@ -169,7 +172,7 @@ def simulate_impressions(
     table = pa.Table.from_arrays(
         [
             impression_ids,
-            pc.take(request_ids, take),
+            pc.take(request_ids, by_request),
             pc.take(world.user_ids, pa.array(user)),
             pc.take(world.item_ids, pa.array(item)),
             _timestamps_us(served_ms),
@@ -183,7 +186,7 @@ def simulate_impressions(
         ],
         schema=with_epoch_ms(IMPRESSIONS_SCHEMA),
     )
-    return Impressions(table, served_ms, user, item, position, hour, p_click, requests)
+    return Impressions(table, served_ms, item, position, hour, p_click, requests)
 
 
 def _click_delays(
@@ -210,32 +213,66 @@ def simulate_actions(
 
     An impression gets a first click with probability p_click / (1 - late_click_share); that
     click is late (past the attribution window) with probability late_click_share, so a click
-    within the window has probability exactly p_click.
+    within the window has probability exactly p_click. Delays count from served_at.
     """
-    rows = spec.rows
     window_ms = window_seconds * 1000
     p_any = np.minimum(1.0, imps.p_click / (1.0 - settings.late_click_share))
-    clicked = np.flatnonzero(rng.random(rows) < p_any)
+    clicked = np.flatnonzero(rng.random(spec.rows) < p_any)
     delay, late = _click_delays(rng, len(clicked), window_ms, settings.late_click_share)
 
-    def follow(share: float, shape: tuple[float, float], gap_ms: int) -> np.ndarray:
+    def follow(share: float, shape: tuple[float, float], gap_ms: int) -> _Followers:
         chosen = np.flatnonzero(rng.random(len(clicked)) < share)
-        return chosen, delay[chosen] + gap_ms + _lognormal(rng, shape, len(chosen)).astype(np.int64)
+        later = delay[chosen] + gap_ms + _lognormal(rng, shape, len(chosen)).astype(np.int64)
+        return _Followers(clicked[chosen], later)
 
-    repeat, repeat_delay = follow(settings.repeat_click_share, REPEAT_DELAY, 500)
-    like, like_delay = follow(settings.like_share, LIKE_DELAY, 1_000)
-    conversion, conversion_delay = follow(settings.conversion_share, CONVERSION_DELAY, 5_000)
-    conversion_value = np.round(_lognormal(rng, CONVERSION_VALUE, len(conversion)), 2)
+    first = _Followers(clicked, delay)
+    repeat = follow(settings.repeat_click_share, REPEAT_DELAY, 500)
+    like = follow(settings.like_share, LIKE_DELAY, 1_000)
+    conversion = follow(settings.conversion_share, CONVERSION_DELAY, 5_000)
+    amounts = np.round(_lognormal(rng, CONVERSION_VALUE, len(conversion.impression)), 2)
 
-    impression = np.concatenate([clicked, clicked[repeat], clicked[like], clicked[conversion]])
-    kind = np.repeat(
-        [ACTION_TYPES.index(a) for a in ("click", "click", "like", "conversion")],
-        [len(clicked), len(repeat), len(like), len(conversion)],
-    )
-    action_ms = imps.served_ms[impression] + np.concatenate(
-        [delay, repeat_delay, like_delay, conversion_delay]
-    )
-    value = np.concatenate([np.full(len(impression) - len(conversion), np.nan), conversion_value])
+    events = {"click": (first, repeat), "like": (like,), "conversion": (conversion,)}
+    table, action_ms = _actions_table(imps, events, amounts, spec, settings, rng)
+    truth = _truth_table(imps, spec.rows, window_ms, first, like, conversion)
+    counts = {
+        "click": len(clicked) + len(repeat.impression),
+        "like": len(like.impression),
+        "conversion": len(conversion.impression),
+        "late_clicks": int(late.sum()),
+        "repeated_clicks": len(repeat.impression),
+    }
+    return Actions(table, action_ms, truth, counts)
+
+
+@dataclass(frozen=True)
+class _Followers:
+    """Actions of one kind: the impression (row) each belongs to and its delay in ms."""
+
+    impression: np.ndarray
+    delay_ms: np.ndarray
+
+    def within(self, rows: int, window_ms: int) -> pa.BooleanArray:
+        """Per impression: has one of these actions within the attribution window."""
+        flags = np.zeros(rows, dtype=bool)
+        flags[self.impression[self.delay_ms <= window_ms]] = True
+        return pa.array(flags)
+
+
+def _actions_table(
+    imps: Impressions,
+    events: dict[str, tuple[_Followers, ...]],
+    conversion_amounts: np.ndarray,
+    spec: ChunkSpec,
+    settings: GenerateConfig,
+    rng: np.random.Generator,
+) -> tuple[pa.Table, np.ndarray]:
+    """All actions in ACTIONS_SCHEMA (+ _epoch_ms), sorted by action_at; and action_at in ms."""
+    groups = [(ACTION_TYPES.index(k), g) for k, gs in events.items() for g in gs]
+    impression = np.concatenate([g.impression for _, g in groups])
+    kind = np.repeat([k for k, _ in groups], [len(g.impression) for _, g in groups])
+    action_ms = imps.served_ms[impression] + np.concatenate([g.delay_ms for _, g in groups])
+    value = np.full(len(impression), np.nan)
+    value[kind == ACTION_TYPES.index("conversion")] = conversion_amounts
     order = np.argsort(action_ms, kind="stable")
     impression, kind, action_ms, value = (
         impression[order],
@@ -244,12 +281,10 @@ def simulate_actions(
         value[order],
     )
     count = len(impression)
-
-    imp_ids = imps.table.column("impression_id")
     table = pa.Table.from_arrays(
         [
             ids.hex_ids(ids.index_in_space(ids.ACTION, spec.index, np.arange(count))),
-            pc.take(imp_ids, pa.array(impression)),
+            pc.take(imps.table.column("impression_id"), pa.array(impression)),
             pc.take(imps.table.column("user_id"), pa.array(impression)),
             pc.take(pa.array(ACTION_TYPES), pa.array(kind)),
             _timestamps_us(action_ms),
@@ -258,33 +293,31 @@ def simulate_actions(
         ],
         schema=with_epoch_ms(ACTIONS_SCHEMA),
     )
+    return table, action_ms
 
-    def within_window(chosen: np.ndarray, delays: np.ndarray) -> pa.BooleanArray:
-        flags = np.zeros(rows, dtype=bool)
-        flags[clicked[chosen[delays <= window_ms]]] = True
-        return pa.array(flags)
 
+def _truth_table(
+    imps: Impressions,
+    rows: int,
+    window_ms: int,
+    first: _Followers,
+    like: _Followers,
+    conversion: _Followers,
+) -> pa.Table:
+    """One TRUTH_IMPRESSIONS_SCHEMA row per impression."""
     first_delay = np.full(rows, np.nan)
-    first_delay[clicked] = delay / 1000.0
-    truth = pa.Table.from_arrays(
+    first_delay[first.impression] = first.delay_ms / 1000.0
+    return pa.Table.from_arrays(
         [
-            imp_ids,
+            imps.table.column("impression_id"),
             imps.table.column("item_id"),
             pa.array(imps.position, pa.int32()),
             pa.array(imps.hour, pa.int32()),
             pa.array(imps.p_click),
-            within_window(np.arange(len(clicked)), delay),
+            first.within(rows, window_ms),
             pa.array(first_delay, mask=np.isnan(first_delay)),
-            within_window(like, like_delay),
-            within_window(conversion, conversion_delay),
+            like.within(rows, window_ms),
+            conversion.within(rows, window_ms),
         ],
         schema=TRUTH_IMPRESSIONS_SCHEMA,
     )
-    counts = {
-        "click": len(clicked) + len(repeat),
-        "like": len(like),
-        "conversion": len(conversion),
-        "late_clicks": int(late.sum()),
-        "repeated_clicks": len(repeat),
-    }
-    return Actions(table, action_ms, truth, counts)
