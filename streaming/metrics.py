@@ -39,6 +39,7 @@ METRICS_SCHEMA = StructType(
         StructField("rows_written", MapType(StringType(), LongType()), True),
         StructField("watermark", TimestampType(), True),
         StructField("state_rows", LongType(), True),
+        StructField("late_rows_dropped", LongType(), True),
         StructField("batch_duration_s", DoubleType(), True),
         StructField("positives", LongType(), True),
         StructField("latency_p50_s", DoubleType(), True),
@@ -109,6 +110,9 @@ class MetricsRecorder:
             "rows_written": report.rows_written,
             "watermark": _parse_time(watermark),
             "state_rows": sum(s.get("numRowsTotal", 0) for s in states) if states else None,
+            "late_rows_dropped": sum(s.get("numRowsDroppedByWatermark", 0) for s in states)
+            if states
+            else None,
             "batch_duration_s": (progress.get("durationMs") or {}).get("triggerExecution", 0) / 1000
             if progress
             else None,

@@ -1,0 +1,412 @@
+"""The online joiner: impressions x actions from Kafka -> `fresh_examples`, exactly once.
+
+Semantics (DESIGN.md sections 3 and 4), one row per kept impression:
+
+- A stream-stream LEFT OUTER join of impressions with the positive action (`labels.
+  positive_action`, e.g. click) on `impression_id`, with event-time watermarks on `served_at` and
+  `action_at` and the attribution window as the time-range condition
+  (`served_at - clock_skew <= action_at <= served_at + window`). An impression is written as a
+  positive in the micro-batch where its first attributed click arrives, and as a negative when
+  the watermark passes the end of its window without one (Spark emits the null-padded row then).
+- A second click of an already written positive (repeated clicks can come minutes apart, longer
+  than the watermark keeps dedup state) is dropped: the joiner remembers which impressions it
+  decided as positive over the last two attribution windows (`JoinerState`, rebuilt from the
+  tables on restart). A null-padded row never follows a match, so no impression is written twice.
+- Other configured actions (like, conversion) label `label_<action>` without deciding the row:
+  they are deduplicated within the watermark and kept in `fresh_actions`; a row is written with
+  every such action seen so far, and one that arrives after its positive row was written
+  updates that row in place (a Delta MERGE on impression_id, idempotent).
+- Impressions are deduplicated within the watermark (exact re-sends) and screened like the batch
+  builder (`features.quality.impression_problem`); records failing validation are dropped here
+  (the bronze ingest quarantines them). Events later than the watermark are dropped by Spark and
+  counted in the metrics (`late_rows_dropped`); the bronze tables keep them.
+- Labels, sampling, weights and feature transforms are `features/` functions, the very ones the
+  batch builder calls; rarity comes from the latest `item_stats` snapshot (a static table).
+  `recency_weight` is measured from the commit time; in `split.mode=time` every fresh row is
+  `train` (the eval days are a property of a batch window), `user_hash` splits as in batch.
+- Writes go through foreachBatch with idempotent Delta transactions (application id
+  `joiner/<query id>`, version = batch id): a batch replayed after a crash writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from features.examples import to_examples
+from features.labeling import attach_labels, attribution_condition, labeled_actions
+from features.quality import configured_fill_values, impression_problem
+from features.sampling import is_sampled, sampling_columns
+from features.schemas import IMPRESSION_SCHEMA
+from features.splits import split_column
+from features.transforms import apply_feature_spec
+from features.validation import CONTRACTS, validate
+from features.weights import weight_columns
+from freshlake.config import Config
+from freshlake.lake import Lake
+from streaming.bronze import raw_records
+from streaming.metrics import BatchReport, MetricsRecorder
+from streaming.queries import checkpoint_dir, checkpointed_query_id, prepare_session, start_query
+from streaming.source import read_kafka_stream
+from streaming.upgrades import upgrade_labels
+
+log = logging.getLogger(__name__)
+
+JOINER_QUERY = "joiner"
+FRESH_EXAMPLES = "fresh_examples"
+FRESH_ACTIONS = "fresh_actions"
+DECISION, SECONDARY = "decision", "secondary"
+IMPRESSION_FIELDS = [
+    f.name for f in IMPRESSION_SCHEMA if f.name not in ("source_file", "ingest_run_id", "dt")
+]
+ACTION_ROW = "impression_id string, action string, action_at timestamp"
+
+
+# -- the streaming plan ---------------------------------------------------------------------------
+
+
+def _validated(spark: SparkSession, config: Config, kind: str) -> DataFrame:
+    raw = raw_records(read_kafka_stream(spark, config, config.kafka.topics[kind]))
+    valid, _rejected = validate(raw, CONTRACTS[kind], config, run_id=JOINER_QUERY)
+    return valid
+
+
+def impression_stream(spark: SparkSession, config: Config) -> DataFrame:
+    """Valid, trainable impressions with a watermark, exact re-sends dropped."""
+    impressions = _validated(spark, config, "impressions")
+    impressions = impressions.where(impression_problem(impressions.columns).isNull())
+    return (
+        impressions.select(*IMPRESSION_FIELDS)
+        .withWatermark("served_at", f"{config.streaming.watermark_delay_seconds} seconds")
+        .dropDuplicatesWithinWatermark(["impression_id"])
+    )
+
+
+def action_stream(spark: SparkSession, config: Config) -> DataFrame:
+    """Valid actions of the configured types with a watermark."""
+    actions = _validated(spark, config, "actions")
+    return (
+        actions.where(F.col("action").isin(labeled_actions(config.labels)))
+        .select("impression_id", "action", "action_at")
+        .withWatermark("action_at", f"{config.streaming.watermark_delay_seconds} seconds")
+    )
+
+
+def joined_stream(impressions: DataFrame, actions: DataFrame, config: Config) -> DataFrame:
+    """Decision rows (impression LEFT OUTER JOIN its positive actions) and secondary actions.
+
+    One schema: `kind`, the impression fields, `action`, `action_at`. Decision rows have
+    action_at null for a negative (emitted once the watermark passes the window).
+    """
+    labels = config.labels
+    positive = actions.where(F.col("action") == labels.positive_action).select(
+        F.col("impression_id").alias("_a_impression_id"), F.col("action_at").alias("_a_action_at")
+    )
+    condition = (F.col("impression_id") == F.col("_a_impression_id")) & attribution_condition(
+        F.col("served_at"), F.col("_a_action_at"), labels
+    )
+    decisions = impressions.join(positive, condition, "leftOuter").select(
+        F.lit(DECISION).alias("kind"),
+        *IMPRESSION_FIELDS,
+        F.when(F.col("_a_action_at").isNotNull(), F.lit(labels.positive_action)).alias("action"),
+        F.col("_a_action_at").alias("action_at"),
+    )
+    types = {f.name: f.dataType for f in IMPRESSION_SCHEMA}
+    secondary = (
+        actions.where(F.col("action") != labels.positive_action)
+        .dropDuplicatesWithinWatermark(["impression_id", "action", "action_at"])
+        .select(
+            F.lit(SECONDARY).alias("kind"),
+            *[
+                F.col(n) if n == "impression_id" else F.lit(None).cast(types[n]).alias(n)
+                for n in IMPRESSION_FIELDS
+            ],
+            "action",
+            "action_at",
+        )
+    )
+    return decisions.unionByName(secondary)
+
+
+# -- what the joiner remembers between micro-batches ----------------------------------------------
+
+
+@dataclass
+class JoinerState:
+    """Impressions already decided positive, and secondary actions seen, over ~2 windows.
+
+    Derived from the committed tables (`restore`), so a restart from the checkpoint resumes with
+    exactly what was committed; updated only after a batch's writes succeeded.
+    """
+
+    horizon: timedelta
+    positives: dict[str, datetime] = field(default_factory=dict)  # impression_id -> served_at
+    secondary: dict[str, set[tuple[str, datetime]]] = field(default_factory=dict)
+    newest: datetime | None = None  # latest served_at decided
+
+    @classmethod
+    def restore(cls, lake: Lake, config: Config) -> JoinerState:
+        labels, delay = config.labels, config.streaming.watermark_delay_seconds
+        state = cls(horizon=timedelta(seconds=2 * labels.attribution_window_seconds + delay))
+        if lake.exists(FRESH_EXAMPLES):
+            examples = lake.read(FRESH_EXAMPLES)
+            state.newest = examples.agg(F.max("served_at")).first()[0]
+        if state.newest is None:
+            return state
+        since = state.newest - state.horizon
+        if lake.exists(FRESH_EXAMPLES):
+            rows = (
+                lake.read(FRESH_EXAMPLES)
+                .where((F.col("label") == 1) & (F.col("served_at") >= F.lit(since)))
+                .select("impression_id", "served_at")
+                .collect()
+            )
+            state.positives = {r.impression_id: r.served_at for r in rows}
+        if lake.exists(FRESH_ACTIONS):
+            rows = lake.read(FRESH_ACTIONS).where(F.col("action_at") >= F.lit(since)).collect()
+            state.add_secondary((r.impression_id, r.action, r.action_at) for r in rows)
+        return state
+
+    def add_secondary(self, rows) -> None:
+        for impression_id, action, action_at in rows:
+            self.secondary.setdefault(impression_id, set()).add((action, action_at))
+
+    def prune(self) -> None:
+        if self.newest is None:
+            return
+        since = self.newest - self.horizon
+        self.positives = {k: v for k, v in self.positives.items() if v >= since}
+        for key in [k for k, acts in self.secondary.items() if max(t for _, t in acts) < since]:
+            del self.secondary[key]
+
+
+# -- one micro-batch ------------------------------------------------------------------------------
+
+
+class JoinerSink:
+    """The foreachBatch function of the joiner (see the module docstring for the semantics)."""
+
+    def __init__(
+        self,
+        config: Config,
+        lake: Lake,
+        item_counts: DataFrame | None,
+        fill_values: Mapping[str, float],
+        recorder: MetricsRecorder | None = None,
+        name: str = JOINER_QUERY,
+    ):
+        self.config = config
+        self.lake = lake
+        self.item_counts = item_counts
+        self.fill_values = dict(fill_values)
+        self.recorder = recorder
+        self.name = name
+        self.checkpoint = checkpoint_dir(config, name)
+        self.state: JoinerState | None = None
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        if self.state is None:
+            self.state = JoinerState.restore(self.lake, self.config)
+        app_id = f"{self.name}/{checkpointed_query_id(self.checkpoint)}"
+        batch = batch.persist()
+        try:
+            report = self._process(batch, batch_id, app_id)
+        finally:
+            batch.unpersist()
+        if self.recorder is not None:
+            self.recorder.report(report)
+
+    def _process(self, batch: DataFrame, batch_id: int, app_id: str) -> BatchReport:
+        spark, labels, state = batch.sparkSession, self.config.labels, self.state
+        secondary = [
+            (r.impression_id, r.action, r.action_at)
+            for r in batch.where(F.col("kind") == SECONDARY).collect()
+        ]
+        decisions = _one_row_per_impression(batch.where(F.col("kind") == DECISION)).persist()
+        try:
+            decided = decisions.select("impression_id", "served_at", "action_at").collect()
+            # A later click of an impression already written as positive decides nothing.
+            repeated = [r.impression_id for r in decided if r.impression_id in state.positives]
+            fresh = [r for r in decided if r.impression_id not in state.positives]
+            seen = JoinerState(
+                state.horizon, secondary={k: set(v) for k, v in state.secondary.items()}
+            )
+            seen.add_secondary(secondary)
+            actions = [
+                (r.impression_id, labels.positive_action, r.action_at)
+                for r in fresh
+                if r.action_at is not None
+            ]
+            actions += [
+                (r.impression_id, action, at)
+                for r in fresh
+                for action, at in seen.secondary.get(r.impression_id, ())
+            ]
+            impressions = decisions.drop("kind", "action", "action_at")
+            if repeated:
+                impressions = impressions.where(~F.col("impression_id").isin(repeated))
+            written = {}
+            if secondary:
+                rows = spark.createDataFrame(secondary, ACTION_ROW).withColumn(
+                    "dt", F.to_date("action_at")
+                )
+                self.lake.write(
+                    FRESH_ACTIONS, rows, partition_by=["dt"], app_id=app_id, app_version=batch_id
+                )
+                written[FRESH_ACTIONS] = len(secondary)
+            if fresh:
+                examples = self._examples(
+                    impressions, spark.createDataFrame(actions, ACTION_ROW), batch_id
+                )
+                result = self.lake.write(
+                    FRESH_EXAMPLES,
+                    examples,
+                    partition_by=["dt"],
+                    app_id=app_id,
+                    app_version=batch_id,
+                )
+                written[FRESH_EXAMPLES] = result.rows
+            upgrades = self._upgrades(secondary)
+            if upgrades:
+                written["upgraded"] = upgrade_labels(self.lake, FRESH_EXAMPLES, upgrades, labels)
+        finally:
+            decisions.unpersist()
+        committed_at = datetime.now(UTC)
+        for r in fresh:
+            if r.action_at is not None:
+                state.positives[r.impression_id] = r.served_at
+            if state.newest is None or r.served_at > state.newest:
+                state.newest = r.served_at
+        state.add_secondary(secondary)
+        state.prune()
+        return BatchReport(
+            batch_id=batch_id,
+            committed_at=committed_at,
+            rows_written=written,
+            latencies_s=[
+                (committed_at - r.action_at.replace(tzinfo=UTC)).total_seconds()
+                for r in fresh
+                if r.action_at is not None
+            ],
+        )
+
+    def _examples(self, impressions: DataFrame, actions: DataFrame, batch_id: int) -> DataFrame:
+        config = self.config
+        labeled = attach_labels(impressions, actions, config.labels)
+        sampled = sampling_columns(labeled, config.sampling, self.item_counts)
+        kept = sampled.where(is_sampled(config.sampling))
+        features = apply_feature_spec(kept, config.features.spec, self.fill_values)
+        weighted = weight_columns(features, config.recency, datetime.now(UTC))
+        if config.split.mode == "user_hash":
+            split = split_column(weighted, config.split, datetime.now(UTC))
+        else:
+            split = weighted.withColumn("split", F.lit("train"))
+        return to_examples(
+            split,
+            config.labels,
+            config.features.spec,
+            source="stream",
+            run_id=f"{self.name}-{batch_id}",
+        )
+
+    def _upgrades(self, secondary) -> list[tuple[str, datetime, str, datetime]]:
+        """Secondary actions inside the window of a positive written in an earlier batch."""
+        labels = self.config.labels
+        before = timedelta(seconds=labels.clock_skew_seconds)
+        after = timedelta(seconds=labels.attribution_window_seconds)
+        found = []
+        for impression_id, action, action_at in secondary:
+            served_at = self.state.positives.get(impression_id)
+            if served_at is not None and served_at - before <= action_at <= served_at + after:
+                found.append((impression_id, served_at, action, action_at))
+        return found
+
+
+def _one_row_per_impression(decisions: DataFrame) -> DataFrame:
+    """Per impression, the row of its earliest positive action (or its null-padded row)."""
+    order = Window.partitionBy("impression_id").orderBy(F.col("action_at").asc_nulls_last())
+    return decisions.withColumn("_n", F.row_number().over(order)).where("_n = 1").drop("_n")
+
+
+# -- static inputs and the query ------------------------------------------------------------------
+
+
+def latest_item_counts(lake: Lake) -> DataFrame | None:
+    """item_id, impressions of the newest `item_stats` snapshot (None without item_stats)."""
+    if not lake.exists("item_stats"):
+        return None
+    stats = lake.read("item_stats")
+    newest = stats.agg(F.max("window_end")).first()[0]
+    if newest is None:
+        return None
+    counts = stats.where(F.col("window_end") == F.lit(newest)).select("item_id", "impressions")
+    return F.broadcast(counts.localCheckpoint())
+
+
+def stream_fill_values(lake: Lake, config: Config) -> dict[str, float]:
+    """Imputation values: configured ones, else those of the latest batch build (job_runs)."""
+    values = dict(configured_fill_values(config.features.spec, config.quality))
+    numeric = [f.name for f in config.features.spec if f.kind == "numeric"]
+    if all(n in values for n in numeric) or not lake.exists("job_runs"):
+        return values
+    import json
+
+    runs = (
+        lake.read("job_runs")
+        .where((F.col("job") == "build-training-set") & (F.col("status") == "succeeded"))
+        .orderBy(F.col("finished_at").desc())
+        .select("details")
+        .limit(1)
+        .collect()
+    )
+    if runs:
+        built = json.loads(runs[0].details or "{}").get("fill_values", {})
+        values = {**{k: float(v) for k, v in built.items()}, **values}
+    return values
+
+
+def start_joiner(
+    spark: SparkSession,
+    config: Config,
+    lake: Lake,
+    recorder: MetricsRecorder | None = None,
+    available_now: bool = False,
+    name: str = JOINER_QUERY,
+) -> StreamingQuery:
+    """Start the online joiner query (resumes from its checkpoint)."""
+    prepare_session(spark, config)
+    boosted = config.sampling.rare_item.boost != 1.0
+    item_counts = latest_item_counts(lake) if boosted else None
+    if item_counts is None and boosted:
+        log.warning("no item_stats table: the rare-item boost is off for this run")
+    fill_values = stream_fill_values(lake, config)
+    missing = [
+        f.name
+        for f in config.features.spec
+        if f.kind == "numeric" and f.name not in fill_values and f.default is None
+    ]
+    if missing:
+        raise ValueError(
+            f"numeric features {missing} have no imputation value for the stream: set "
+            "quality.imputation or a spec default, or run build-training-set first"
+        )
+    stream = joined_stream(impression_stream(spark, config), action_stream(spark, config), config)
+    sink = JoinerSink(config, lake, item_counts, fill_values, recorder, name)
+    return start_query(stream, name, config, sink, available_now=available_now)
+
+
+__all__ = [
+    "FRESH_ACTIONS",
+    "FRESH_EXAMPLES",
+    "JOINER_QUERY",
+    "JoinerSink",
+    "JoinerState",
+    "joined_stream",
+    "start_joiner",
+]
