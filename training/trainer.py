@@ -200,11 +200,14 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
         local_rows = 0
         for batch in _lockstep(ctx, loader):
             rows = len(batch) if batch is not None else 0
-            live, total_weight = _step_stats(ctx, batch)
+            step_batch = batch.to(ctx.device) if batch is not None else empty
+            loss_weight = (
+                step_batch.weight if t.weighted_loss else torch.ones_like(step_batch.label)
+            )
+            live, total_weight = all_sum(ctx, [float(rows > 0), float(loss_weight.sum())])
             if live == 0:
                 break
-            step_batch = batch.to(ctx.device) if batch is not None else empty
-            loss = weighted_log_loss(wrapped(step_batch), step_batch.label, step_batch.weight)
+            loss = weighted_log_loss(wrapped(step_batch), step_batch.label, loss_weight)
             optimizer.zero_grad(set_to_none=True)
             (loss * ctx.world_size / max(total_weight, 1e-12)).backward()
             optimizer.step()
@@ -216,8 +219,8 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
                     _, shard, block, row = batch.position
                     positions[shard] = (block, row)
             progress.update(1)
-            if ctx.is_main and batch is not None:
-                mean_loss = loss.item() / max(float(batch.weight.sum()), 1e-12)
+            if ctx.is_main and rows:
+                mean_loss = loss.item() / max(float(loss_weight.sum()), 1e-12)
                 progress.set_postfix(epoch=state.epoch, loss=f"{mean_loss:.4f}")
             if state.step % t.checkpoint_every == 0:
                 _checkpoint(ctx, job, model, optimizer, state, positions, local_rows, audit)
@@ -253,7 +256,6 @@ def _epoch_batches(config: Config, dataset: DeltaExamples, snapshot: Snapshot, s
             seed=t.seed,
             epoch=state.epoch,
             filters=dataset.filters,
-            workers=t.num_workers,
             extras=dataset.extras,
         )
     dataset.set_epoch(state.epoch, resume=state.positions)
@@ -265,14 +267,6 @@ def _lockstep(ctx: DistContext, loader: DataLoader):
     yield from loader
     while True:
         yield None
-
-
-def _step_stats(ctx: DistContext, batch: Batch | None) -> tuple[float, float]:
-    """(ranks with data, total weight of the step) over all ranks."""
-    live = 0.0 if batch is None else 1.0
-    weight = 0.0 if batch is None else float(batch.weight.sum())
-    total_live, total_weight = all_sum(ctx, [live, weight])
-    return total_live, total_weight
 
 
 def _checkpoint(
@@ -331,6 +325,8 @@ def _finish(
         eval_split=t.eval_split,
         train_split=t.train_split,
         baseline_column=baseline,
+        # An unweighted model predicts the sampled rate; report it corrected too.
+        negative_rate=None if t.weighted_loss else config.sampling.negative_rate,
         device=ctx.device,
     )
     out = Path(job.out_dir)

@@ -1,0 +1,161 @@
+"""The default training loader: Delta snapshots, exactly-once sharding, seeded shuffle, resume."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+import torch
+from deltalake import DeltaTable
+from torch.utils.data import DataLoader
+
+from training.batch import FeatureLayout
+from training.dataset import DeltaExamples
+from training.snapshot import added_since, open_snapshot
+from training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
+from training.units import plan_units
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    """A 4-day synthetic examples table with many small row groups; its train row ids."""
+    uri = str(tmp_path_factory.mktemp("lake") / "examples")
+    table = synthetic_examples(40_000, seed=3)
+    write_synthetic_table(uri, table, rows_per_group=300)
+    train = table.filter(pc.equal(table.column("split"), "train"))
+    return uri, sorted(train.column("row_id").to_pylist())
+
+
+def make_dataset(uri, **kwargs) -> DeltaExamples:
+    snapshot = open_snapshot(uri)
+    layout = FeatureLayout.from_spec(SYNTHETIC_SPEC, snapshot.columns)
+    options = {"batch_size": 128, "filters": {"split": "train"}, "extras": ("row_id",)}
+    options.update(kwargs)
+    return DeltaExamples(plan_units(snapshot), layout, **options)
+
+
+def ids_of(batches) -> list[int]:
+    return [int(i) for b in batches for i in b.extras["row_id"].tolist()]
+
+
+def test_snapshot_reads_files_from_the_log_not_the_folder(tmp_path):
+    uri = str(tmp_path / "t")
+    first = synthetic_examples(3000, seed=1)
+    write_synthetic_table(uri, first)
+    second = synthetic_examples(3000, seed=2)
+    write_synthetic_table(uri, second, mode="overwrite")  # old files stay on disk until vacuum
+
+    latest, pinned = open_snapshot(uri), open_snapshot(uri, version=0)
+    on_disk = {p.name for p in (tmp_path / "t").rglob("*.parquet")}
+    assert len(on_disk) == len(latest.files) + len(pinned.files)
+    assert latest.version == 1 and latest.num_rows == second.num_rows
+    assert pinned.num_rows == first.num_rows
+    assert not {f.uri for f in latest.files} & {f.uri for f in pinned.files}
+    dataset = make_dataset(uri)
+    train = second.filter(pc.equal(second.column("split"), "train"))
+    assert sorted(ids_of(dataset.iter_shard(0, 1))) == sorted(train.column("row_id").to_pylist())
+
+
+def test_date_range_and_files_added_since_a_version(tmp_path):
+    uri = str(tmp_path / "t")
+    write_synthetic_table(uri, synthetic_examples(4000, seed=1, days=4))
+    fresh = synthetic_examples(2000, seed=9, days=1, start=date(2026, 1, 5))
+    write_synthetic_table(uri, fresh)
+    snapshot = open_snapshot(uri)
+
+    two_days = snapshot.between_dates(date(2026, 1, 2), date(2026, 1, 4))
+    assert {f.partition_values["dt"] for f in two_days.files} == {
+        date(2026, 1, 2),
+        date(2026, 1, 3),
+    }
+    new = added_since(snapshot, 0)
+    assert new.num_rows == fresh.num_rows
+    assert {f.partition_values["dt"] for f in new.files} == {date(2026, 1, 5)}
+    with pytest.raises(ValueError, match="after snapshot"):
+        added_since(snapshot, 5)
+
+
+def test_every_train_row_exactly_once_across_2_ranks_x_2_workers(examples):
+    uri, train_ids = examples
+    for epoch in (0, 1):
+        seen = []
+        for rank in (0, 1):
+            dataset = make_dataset(uri, rank=rank, world_size=2, seed=11)
+            dataset.set_epoch(epoch)
+            loader = DataLoader(dataset, batch_size=None, num_workers=2)
+            batches = list(loader)
+            assert {b.position[1] for b in batches} == {rank * 2, rank * 2 + 1}  # its 2 shards
+            seen += ids_of(batches)
+        assert sorted(seen) == train_ids, f"epoch {epoch}: rows missing or repeated"
+
+
+def test_shuffle_is_determined_by_seed_and_epoch(examples):
+    uri, train_ids = examples
+
+    def order(seed: int, epoch: int) -> list[int]:
+        dataset = make_dataset(uri, seed=seed)
+        dataset.set_epoch(epoch)
+        return ids_of(dataset.iter_shard(0, 1))
+
+    first = order(seed=5, epoch=0)
+    assert first == order(seed=5, epoch=0)
+    assert first != order(seed=6, epoch=0)
+    assert first != order(seed=5, epoch=1)
+    assert sorted(first) == sorted(order(seed=5, epoch=1)) == train_ids
+    unshuffled = ids_of(make_dataset(uri, shuffle=False).iter_shard(0, 1))
+    assert first != unshuffled and sorted(unshuffled) == train_ids
+
+
+@pytest.mark.parametrize("stop_after", [1, 7, 20])
+def test_resume_from_a_position_continues_the_same_sequence(examples, stop_after):
+    uri, _ = examples
+    dataset = make_dataset(uri, seed=2, world_size=2, rank=1, shuffle_buffer=1000, batch_size=32)
+    dataset.set_epoch(3)
+    full = list(dataset.iter_shard(3, 4))
+    assert len(full) > stop_after
+    _, shard, block, row = full[stop_after - 1].position
+    resumed = make_dataset(uri, seed=2, world_size=2, rank=1, shuffle_buffer=1000, batch_size=32)
+    resumed.set_epoch(3, resume={shard: (block, row)})
+    rest = list(resumed.iter_shard(3, 4))
+    assert ids_of(rest) == ids_of(full[stop_after:])
+    assert rest[-1].position == full[-1].position
+
+
+def test_batches_hold_the_feature_spec_as_tensors(examples):
+    uri, _ = examples
+    snapshot = open_snapshot(uri)
+    batch = next(make_dataset(uri, batch_size=64).iter_shard(0, 1))
+    assert len(batch) == 64
+    assert batch.categorical.dtype == torch.int64 and batch.categorical.shape == (64, 3)
+    assert batch.numeric.dtype == torch.float32 and batch.numeric.shape == (64, 4)
+    ids, offsets = batch.text_ids[0], batch.text_offsets[0]
+    assert offsets.shape == (64,) and offsets[0] == 0 and bool((offsets.diff() >= 0).all())
+    assert int(ids.max()) < 2003 and int(batch.categorical[:, 1].max()) < 1009
+    assert set(batch.label.unique().tolist()) <= {0.0, 1.0}
+    # weights are 1 / sample_prob: 1 for clicks, 10 for kept negatives
+    assert bool(((batch.weight == 1) == (batch.label == 1)).all())
+    # The text bag of the first row matches the stored array.
+    first_id = int(batch.extras["row_id"][0])
+    stored = DeltaTable(uri).to_pyarrow_table(filters=[("row_id", "=", first_id)])
+    assert stored.column("f_query").to_pylist()[0] == ids[: int(offsets[1])].tolist()
+    assert snapshot.columns and "f_query" in snapshot.columns
+
+
+def test_a_table_without_the_spec_columns_is_rejected(tmp_path):
+    uri = str(tmp_path / "t")
+    write_synthetic_table(uri, synthetic_examples(1000, seed=1).drop_columns(["f_device"]))
+    with pytest.raises(ValueError, match="f_device"):
+        FeatureLayout.from_spec(SYNTHETIC_SPEC, open_snapshot(uri).columns)
+
+
+def test_shards_are_balanced_by_row_groups(examples):
+    uri, train_ids = examples
+    counts = Counter()
+    dataset = make_dataset(uri, world_size=2, rank=0)
+    for shard in range(4):
+        counts[shard] = len(ids_of(dataset.iter_shard(shard, 4)))
+    assert sum(counts.values()) == len(train_ids)
+    assert max(counts.values()) < 2 * np.mean(list(counts.values()))
