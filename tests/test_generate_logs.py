@@ -278,6 +278,11 @@ def test_item_truth_and_popularity_shape(logs):
     assert abs(clicks[head].sum() - expected.sum()) < 4 * np.sqrt(expected.sum())
     assert np.corrcoef(clicks[head] / seen[head], ctr[head])[0, 1] > 0.8
     assert ctr.std() / ctr.mean() > 0.5  # items really differ
+    # true_ctr is the marginal over the position/hour mix: p_click / true_ctr averages to 1
+    truth = pq.read_table(out / "truth" / "impressions.parquet")
+    by_item = dict(zip(items.column("item_id").to_pylist(), ctr, strict=True))
+    item_ctr = np.array([by_item[i] for i in truth.column("item_id").to_pylist()])
+    assert (truth.column("p_click").to_numpy() / item_ctr).mean() == pytest.approx(1, abs=0.02)
     default = GenerateConfig()
     popularity = items.column("popularity").to_numpy()
     assert (popularity * default.impressions < 100).mean() > 0.5  # rare items at default size

@@ -11,7 +11,7 @@ with both factors normalised to mean 1 over the generator's position and hour mi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import exp, factorial
+from math import lgamma, log
 
 import numpy as np
 import pyarrow as pa
@@ -78,11 +78,14 @@ def zipf_shares(count: int, exponent: float, rng: np.random.Generator) -> np.nda
     return rng.permutation(weights / weights.sum())
 
 
-def request_size_pmf(mean_size: int) -> np.ndarray:
+def request_size_distribution(mean_size: int) -> np.ndarray:
     """1 + Poisson(mean_size - 1), truncated at 2 * mean_size + 1."""
     lam = mean_size - 1
-    sizes = np.arange(0, 2 * mean_size + 1)
-    pmf = np.array([exp(-lam) * lam**k / factorial(k) for k in sizes])
+    if lam == 0:
+        return np.array([1.0])
+    extra = np.arange(0, 2 * mean_size + 1)
+    log_pmf = np.array([k * log(lam) - lam - lgamma(k + 1) for k in extra])
+    pmf = np.exp(log_pmf - log_pmf.max())
     return pmf / pmf.sum()
 
 
@@ -120,7 +123,7 @@ def build_world(settings: GenerateConfig) -> World:
     item_ctr = np.minimum(item_ctr, MAX_ITEM_CTR)
     user_share = zipf_shares(settings.users, USER_ACTIVITY_EXPONENT, rng)
 
-    size_pmf = request_size_pmf(settings.impressions_per_request)
+    size_pmf = request_size_distribution(settings.impressions_per_request)
     positions = position_mix(size_pmf)
     position_factor = np.zeros(len(positions))
     position_factor[1:] = np.arange(1, len(positions), dtype=np.float64) ** -POSITION_DECAY
