@@ -33,6 +33,8 @@ class RecordKind:
     typed_kinds: tuple[str, ...]
     bad_type_field: str
     bad_type_values: tuple[str, ...]
+    id_space: int  # of the originals' ids (freshlake.synth.ids)
+    malformed_id_space: int  # of the malformed copies' fresh ids
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -47,6 +49,8 @@ IMPRESSIONS = RecordKind(
     typed_kinds=("missing_field", "future_timestamp", "ancient_timestamp", "out_of_range"),
     bad_type_field="position",
     bad_type_values=("top", "first", "2nd"),
+    id_space=ids.IMPRESSION,
+    malformed_id_space=ids.MALFORMED_IMPRESSION,
 )
 ACTIONS = RecordKind(
     name="actions",
@@ -56,6 +60,8 @@ ACTIONS = RecordKind(
     typed_kinds=("missing_field", "future_timestamp", "ancient_timestamp", "unknown_action"),
     bad_type_field="value",
     bad_type_values=("n/a", "lots", "12,50"),
+    id_space=ids.ACTION,
+    malformed_id_space=ids.ACTION,
 )
 
 DUPLICATE = 1  # fault code of an exact re-send; 0 is a well-formed original
@@ -113,7 +119,7 @@ def _corrupt_typed(
 ) -> pa.Table:
     """Apply each row's typed defect (one per row) to copies of real records."""
     count = rows.num_rows
-    is_kind = {kind: np.array([k == kind for k in kinds], dtype=bool) for kind in record.kinds}
+    is_kind = {kind: kinds == kind for kind in record.kinds}
 
     missing = is_kind["missing_field"]
     field = rng.integers(0, len(record.required), count)
@@ -158,8 +164,8 @@ def inject_faults(
     sources = rng.integers(0, rows, count)
 
     malformed = table.take(pa.array(sources, pa.int64()))
-    space = ids.MALFORMED_IMPRESSION if record is IMPRESSIONS else ids.ACTION
-    first = 0 if record is IMPRESSIONS else rows  # action ids below `rows` are taken
+    space = record.malformed_id_space
+    first = rows if space == record.id_space else 0  # the originals hold 0 .. rows - 1
     fresh = ids.hex_ids(ids.index_in_space(space, chunk, first + np.arange(count)))
     malformed = _replace(malformed, record.id_column, np.ones(count, dtype=bool), fresh)
     malformed = _corrupt_typed(record, malformed, kinds, rng)
