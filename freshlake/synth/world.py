@@ -34,7 +34,7 @@ PEAK_CTR_HOUR = 21
 TRAFFIC_AMPLITUDE = 0.6  # traffic ~ 1 + A cos(2 pi (hour - PEAK_TRAFFIC_HOUR) / 24)
 PEAK_TRAFFIC_HOUR = 19
 ITEM_CTR_SIGMA = 0.8  # log-normal spread of item CTRs around base_ctr
-MAX_ITEM_CTR = 0.25  # keeps p_click <= 1 for every position and hour
+MAX_ITEM_CTR = 0.25  # lowered further where needed so every p_click stays a probability
 USER_ACTIVITY_EXPONENT = 0.8
 CATEGORIES = 50
 WORDS_PER_CATEGORY = 30
@@ -120,7 +120,6 @@ def build_world(settings: GenerateConfig) -> World:
     item_ctr = settings.base_ctr * np.exp(
         sigma * rng.standard_normal(settings.items) - sigma**2 / 2
     )
-    item_ctr = np.minimum(item_ctr, MAX_ITEM_CTR)
     user_share = zipf_shares(settings.users, USER_ACTIVITY_EXPONENT, rng)
 
     size_pmf = request_size_distribution(settings.impressions_per_request)
@@ -132,6 +131,9 @@ def build_world(settings: GenerateConfig) -> World:
     traffic /= traffic.sum()
     hour_factor = _cosine(HOUR_AMPLITUDE, PEAK_CTR_HOUR)
     hour_factor /= traffic @ hour_factor
+    # p_click / (1 - late_click_share) is the chance of any click; keep it <= 1 everywhere.
+    ceiling = (1 - settings.late_click_share) / (position_factor.max() * hour_factor.max())
+    item_ctr = np.minimum(item_ctr, min(MAX_ITEM_CTR, ceiling))
 
     vocabulary = _vocabulary(rng, CATEGORIES * WORDS_PER_CATEGORY // 2)
     return World(
