@@ -315,6 +315,14 @@ def test_late_clicks_and_labels_match_actions(logs):
     assert late == sum(d > WINDOW for d in first.values())
     assert abs(late / ever - SETTINGS.late_click_share) < 0.05
     assert manifest["truth"]["repeated_clicks"] > 0
+    likes = [
+        r
+        for r in {r["action_id"]: r for r in _ok_jsonl(out, "actions")}.values()
+        if r["action"] == "like"
+    ]
+    without_click = sum(r["impression_id"] not in first for r in likes)
+    assert without_click == manifest["truth"]["likes_without_click"]
+    assert 0 < without_click < 0.25 * len(likes)  # likes mostly follow a click
 
 
 def test_cli_writes_logs_with_overrides(tmp_path, capsys):

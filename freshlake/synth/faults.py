@@ -160,7 +160,8 @@ def inject_faults(
     duplicates = np.sort(rng.choice(rows, size=round(rows * duplicate_share), replace=False))
     resend_ms = rng.integers(*RESEND_DELAY_MS, len(duplicates))
     count = round(rows * malformed_share) if rows else 0
-    kinds = np.array(record.kinds)[rng.integers(0, len(record.kinds), count)]
+    # every kind equally often (counts differ by at most one), in random order
+    kinds = np.array(record.kinds)[rng.permutation(np.arange(count) % len(record.kinds))]
     sources = rng.integers(0, rows, count)
 
     malformed = table.take(pa.array(sources, pa.int64()))

@@ -243,6 +243,7 @@ def _manifest(
             "actions_total": total["actions"],
             "late_clicks": total["late_clicks"],
             "repeated_clicks": total["repeated_clicks"],
+            "likes_without_click": total["likes_without_click"],
         },
         "formats": {
             fmt: {

@@ -44,6 +44,7 @@ PRED_CTR_NOISE = 0.5  # log-normal sigma of the serving model's error
 CLICK_DELAY = (20_000.0, 1.3)
 REPEAT_DELAY = (40_000.0, 1.0)
 LIKE_DELAY = (90_000.0, 1.0)
+UNCLICKED_LIKE_RATE = 0.1  # likes without a click: like_share * p_click * this, per impression
 CONVERSION_DELAY = (900_000.0, 1.2)
 CONVERSION_VALUE = (25.0, 0.8)  # purchase amount
 LATE_TAIL_MEAN_WINDOWS = 2.0  # late clicks: window + exponential with this mean (in windows)
@@ -228,6 +229,11 @@ def simulate_actions(
     first = _Followers(clicked, delay)
     repeat = follow(settings.repeat_click_share, REPEAT_DELAY, 500)
     like = follow(settings.like_share, LIKE_DELAY, 1_000)
+    unclicked_like = _unclicked_likes(imps, clicked, settings.like_share, rng)
+    like = _Followers(
+        np.concatenate([like.impression, unclicked_like.impression]),
+        np.concatenate([like.delay_ms, unclicked_like.delay_ms]),
+    )
     conversion = follow(settings.conversion_share, CONVERSION_DELAY, 5_000)
     amounts = np.round(_lognormal(rng, CONVERSION_VALUE, len(conversion.impression)), 2)
 
@@ -240,6 +246,7 @@ def simulate_actions(
         "conversion": len(conversion.impression),
         "late_clicks": int(late.sum()),
         "repeated_clicks": len(repeat.impression),
+        "likes_without_click": len(unclicked_like.impression),
     }
     return Actions(table, action_ms, truth, counts)
 
@@ -256,6 +263,18 @@ class _Followers:
         flags = np.zeros(rows, dtype=bool)
         flags[self.impression[self.delay_ms <= window_ms]] = True
         return pa.array(flags)
+
+
+def _unclicked_likes(
+    imps: Impressions, clicked: np.ndarray, like_share: float, rng: np.random.Generator
+) -> _Followers:
+    """The few likes given without a click (most likes follow a click)."""
+    unclicked = np.ones(len(imps.p_click), dtype=bool)
+    unclicked[clicked] = False
+    chance = like_share * UNCLICKED_LIKE_RATE * imps.p_click
+    chosen = np.flatnonzero(unclicked & (rng.random(len(chance)) < chance))
+    delay = 1_000 + _lognormal(rng, LIKE_DELAY, len(chosen)).astype(np.int64)
+    return _Followers(chosen, delay)
 
 
 def _actions_table(
