@@ -1,0 +1,121 @@
+"""The online joiner: one row per matured impression with the right labels, exactly once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from streaming.joiner import FRESH_EXAMPLES, start_joiner
+from streaming.metrics import MetricsRecorder, read_metrics_log
+from streaming.producer import EventLogger, ensure_topics
+from streaming.queries import metrics_log_path
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def join_config(stream_config):
+    """Every impression kept (negative rate 1), so each matured one must appear exactly once."""
+    from freshlake.config import build_config
+
+    tree = stream_config.model_dump(mode="json")
+    tree["sampling"]["negative_rate"] = 1.0
+    tree["sampling"]["rare_item"]["boost"] = 1.0
+    tree["quality"]["imputation"] = {"hour": 12}
+    tree["streaming"]["watermark_delay_seconds"] = 60
+    return build_config(tree)
+
+
+def impression(impression_id: str, minutes: float, **extra) -> dict:
+    return {
+        "impression_id": impression_id,
+        "user_id": "u1",
+        "item_id": "item-1",
+        "served_at": T0 + timedelta(minutes=minutes),
+        "position": 1,
+        "features": {"device": "ios", "hour": 12, "query": "red shoes"},
+        **extra,
+    }
+
+
+def action(impression_id: str, kind: str, minutes: float) -> dict:
+    return {
+        "impression_id": impression_id,
+        "action": kind,
+        "action_at": T0 + timedelta(minutes=minutes),
+    }
+
+
+def run_joiner(spark, config, lake) -> None:
+    recorder = MetricsRecorder("joiner", metrics_log_path(config, "joiner"), lake)
+    query = start_joiner(spark, config, lake, recorder, available_now=True)
+    query.awaitTermination(300)
+    assert query.exception() is None
+    recorder.drain(query, final=True)
+
+
+@pytest.mark.slow
+def test_labels_duplicates_late_clicks_and_upgrades(spark, join_config, lake):
+    kafka = join_config.kafka
+    ensure_topics(kafka, kafka.topics.values())
+    logger = EventLogger(kafka)
+    for imp in [
+        impression("clicked", 0),
+        impression("clicked-twice", 1),
+        impression("late-click", 2),
+        impression("no-click", 3),
+        impression("liked-later", 4),
+        impression("dup", 5),
+        impression("dup", 5),  # an exact re-send
+    ]:
+        logger.log_impression(imp)
+    for act in [
+        action("clicked", "click", 10),
+        action("clicked-twice", "click", 2),
+        action("clicked-twice", "click", 3),
+        action("clicked-twice", "click", 3),  # a re-sent action
+        action("late-click", "click", 2 + 61),  # after the 60-minute window
+        action("liked-later", "click", 5),
+    ]:
+        logger.log_action(act)
+    logger.flush()
+    run_joiner(spark, join_config, lake)
+    first = {r.impression_id: r for r in lake.read(FRESH_EXAMPLES).collect()}
+    assert {k: r.label for k, r in first.items()} == {
+        "clicked": 1,
+        "clicked-twice": 1,
+        "liked-later": 1,
+    }
+
+    # Later: a repeated click, a like for a written positive, and an impression 3 hours later
+    # that moves the watermark past every window above. A restart resumes from the checkpoint.
+    logger.log_action(action("clicked", "click", 20))
+    logger.log_action(action("liked-later", "like", 30))
+    logger.log_impression(impression("heartbeat", 180))
+    logger.log_action(action("heartbeat", "like", 181))  # both inputs' watermarks move on
+    logger.flush()
+    run_joiner(spark, join_config, lake)
+
+    rows = lake.read(FRESH_EXAMPLES).collect()
+    ids = [r.impression_id for r in rows]
+    assert len(ids) == len(set(ids)), "an impression was written twice"
+    got = {r.impression_id: r for r in rows}
+    assert {k: r.label for k, r in got.items()} == {
+        "clicked": 1,
+        "clicked-twice": 1,
+        "late-click": 0,
+        "no-click": 0,
+        "liked-later": 1,
+        "dup": 0,
+    }
+    assert got["clicked-twice"].first_action_at.replace(tzinfo=UTC) == T0 + timedelta(minutes=2)
+    assert got["liked-later"].label_like == 1 and got["clicked"].label_like == 0
+    assert all(r.source == "stream" and r.sample_prob == 1.0 and r.weight == 1.0 for r in rows)
+    assert got["no-click"].f_query and got["no-click"].split == "train"
+
+    metrics = read_metrics_log(metrics_log_path(join_config, "joiner"))
+    latencies = [m for m in metrics if m["positives"]]
+    assert sum(m["positives"] for m in latencies) == 3
+    assert any(m["watermark"] and m["watermark"] > "2026-01-01T14" for m in metrics)
+    assert lake.read("stream_metrics").where("query = 'joiner'").count() == len(metrics)
