@@ -89,8 +89,9 @@ def list_input_files(
 ) -> list[InputFile]:
     """Expand paths, globs and directories into files, sorted; raise when something is wrong.
 
-    With `fmt="auto"` the format comes from each file's extension; a directory mixing formats
-    is refused (a generated-logs folder may hold the same records as JSONL and Parquet).
+    With `fmt="auto"` the format comes from each file's extension and a directory mixing
+    formats is refused (a generated-logs folder may hold the same records as JSONL and
+    Parquet); with a format given, a directory's files of other formats are left out.
     """
     files: dict[str, InputFile] = {}
     for pattern in paths:
@@ -100,11 +101,12 @@ def list_input_files(
         found = []
         for status in statuses:
             path = status.getPath().toString()
-            chosen = format_of(path) if fmt == "auto" else fmt
+            implied = format_of(path)
+            chosen = implied if fmt == "auto" else fmt
+            if len(statuses) > 1 and (chosen is None or implied not in (None, chosen)):
+                continue  # e.g. the Parquet copy of JSONL logs, or a README beside the data
             if chosen is None:
-                if len(statuses) == 1:
-                    raise ValueError(f"cannot tell the format of {path}; pass --format")
-                continue  # e.g. a manifest.json beside the data is not ingested
+                raise ValueError(f"cannot tell the format of {path}; pass --format")
             found.append(InputFile(path, status.getLen(), status.getModificationTime(), chosen))
         kinds = {f.format for f in found}
         if len(kinds) > 1:
@@ -134,8 +136,11 @@ def read_raw_records(spark: SparkSession, file: InputFile) -> DataFrame:
 
 
 def read_csv_strings(spark: SparkSession, path: str) -> DataFrame:
-    """A CSV file with a header as all-string columns plus `_corrupt_record` for broken lines."""
-    header = spark.read.option("header", True).csv(path).columns
+    """A CSV file with a header as all-string columns plus `_corrupt_record` for broken lines.
+
+    Quotes inside quoted fields are doubled (RFC 4180, as Python's csv and pandas write them).
+    """
+    header = spark.read.option("header", True).option("escape", '"').csv(path).columns
     schema = StructType(
         [StructField(name, StringType()) for name in header]
         + [StructField(CORRUPT_COLUMN, StringType())]
@@ -143,6 +148,7 @@ def read_csv_strings(spark: SparkSession, path: str) -> DataFrame:
     return (
         spark.read.schema(schema)
         .option("header", True)
+        .option("escape", '"')
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
         .csv(path)

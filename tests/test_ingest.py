@@ -1,0 +1,228 @@
+"""File ingest into Delta: reconciliation, quarantine, idempotent re-runs, formats, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from features.validation import IMPRESSIONS
+from freshlake.cli import run_module
+from freshlake.config import GenerateConfig
+from freshlake.ingest.files import ingest_files
+from freshlake.ingest.loader import ingest_source
+from freshlake.ingest.sources import list_input_files, read_raw_records
+from freshlake.lake import Lake
+from freshlake.synth import MANIFEST, generate_logs
+
+
+def _impression(i: int, **fields) -> dict:
+    return {
+        "impression_id": f"imp-{i}",
+        "request_id": f"req-{i // 3}",
+        "user_id": f"user-{i % 4}",
+        "item_id": f"item-{i % 5}",
+        "served_at": f"2026-01-0{1 + i % 3}T0{i % 10}:00:00.000123Z",
+        "position": 1 + i % 3,
+        "surface": "home",
+        "pred_ctr": 0.02,
+        **fields,
+    }
+
+
+GOOD = [_impression(i) for i in range(9)]
+BAD = {
+    "missing_field": _impression(100, user_id=""),
+    "bad_type": _impression(101, position="top"),
+    "bad_timestamp": _impression(102, served_at="2026-01-01 noon"),
+    "future_timestamp": _impression(103, served_at="2099-05-01T00:00:00Z"),
+    "ancient_timestamp": _impression(104, served_at=86_400_000),
+    "out_of_range": _impression(105, pred_ctr=3.5),
+}
+ACTION_LINES = [
+    {"action_id": "a1", "impression_id": "imp-1", "action": "click", "action_at": 1767229200000},
+    {"action_id": "a2", "impression_id": "imp-1", "action": "like", "action_at": 1767229260000},
+    {"action_id": "a3", "impression_id": "imp-2", "action": "hover", "action_at": 1767229260000},
+]
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def job_runs(lake: Lake, job: str) -> list:
+    return lake.read("job_runs").where(f"job = '{job}'").orderBy("started_at").collect()
+
+
+@pytest.fixture
+def log_files(tmp_path) -> dict[str, Path]:
+    impressions = [*GOOD, GOOD[0], *BAD.values(), '{"impression_id": "imp-cut', ""]
+    return {
+        "impressions": write_jsonl(tmp_path / "in" / "impressions.jsonl", impressions),
+        "actions": write_jsonl(tmp_path / "in" / "actions.jsonl", ACTION_LINES),
+    }
+
+
+def test_ingest_reconciles_and_reingest_is_a_no_op(spark, config, lake, log_files):
+    inputs = {kind: [str(path)] for kind, path in log_files.items()}
+    summary = ingest_files(config, spark, inputs)
+
+    lines = len(log_files["impressions"].read_text().splitlines())
+    expected_reasons = Counter({reason: 1 for reason in BAD}) + Counter(malformed_json=2)
+    assert summary.records("impressions") == lines == len(GOOD) + 1 + sum(expected_reasons.values())
+    assert summary.valid("impressions") == len(GOOD) + 1, "the duplicate line is kept"
+    assert summary.quarantined("impressions") == expected_reasons
+    assert (summary.valid("actions"), summary.quarantined("actions")) == (2, {"unknown_action": 1})
+
+    impressions = lake.read("impressions")
+    assert impressions.count() == len(GOOD) + 1
+    assert lake.delta_table("impressions").metadata().partition_columns == ["dt"]
+    assert {r.dt.isoformat() for r in impressions.select("dt").distinct().collect()} == {
+        "2026-01-01",
+        "2026-01-02",
+        "2026-01-03",
+    }
+    quarantine = lake.read("quarantine").collect()
+    assert Counter((r.source, r.reason) for r in quarantine) == Counter(
+        {("impressions", r): n for r, n in expected_reasons.items()}
+        | {("actions", "unknown_action"): 1}
+    )
+    assert {r.run_id for r in quarantine} == {summary.run_id}
+    assert all(r.source_file.endswith(".jsonl") for r in quarantine)
+
+    (run,) = job_runs(lake, "ingest")
+    assert run.status == "succeeded"
+    assert run.counts["impressions.records"] == lines
+    assert run.counts["impressions.valid"] + run.counts["impressions.quarantined"] == lines
+    assert run.counts["impressions.quarantined.malformed_json"] == 2
+    assert run.counts["actions.quarantined.unknown_action"] == 1
+    assert run.output_versions == summary.versions
+
+    versions = {t: lake.version(t) for t in ("impressions", "actions", "quarantine")}
+    again = ingest_files(config, spark, inputs)
+    assert all(o.skipped for o in again.outcomes)
+    assert {t: lake.version(t) for t in versions} == versions
+    assert lake.read("impressions").count() == len(GOOD) + 1
+    assert job_runs(lake, "ingest")[-1].counts["sources.skipped"] == 2
+
+
+def test_csv_and_parquet_take_the_same_path_as_jsonl(spark, config, lake, tmp_path):
+    rows = [dict(_impression(i), features=json.dumps({"device": "ios"})) for i in range(4)]
+    csv_path = tmp_path / "in" / "impressions.csv"
+    csv_path.parent.mkdir(parents=True)
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        handle.write('imp-broken,"unterminated\n')
+    typed = pa.table(
+        {
+            "impression_id": [f"pq-{i}" for i in range(3)] + ["pq-bad"],
+            "user_id": ["u"] * 4,
+            "item_id": ["item-1"] * 4,
+            "served_at": pa.array(
+                [datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)] * 3 + [None],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "position": pa.array([1, 2, 3, 4], pa.int32()),
+            "features": pa.array([[("device", "android")]] * 4, pa.map_(pa.string(), pa.string())),
+            "campaign": ["c1"] * 4,
+        }
+    )
+    parquet_path = tmp_path / "in" / "impressions.parquet"
+    pq.write_table(typed, parquet_path)
+
+    summary = ingest_files(config, spark, {"impressions": [str(csv_path), str(parquet_path)]})
+
+    by_file = {o.source_file.rsplit(".", 1)[-1]: o for o in summary.outcomes}
+    assert (by_file["csv"].valid, by_file["csv"].quarantined) == (4, {"malformed_row": 1})
+    assert (by_file["parquet"].valid, by_file["parquet"].quarantined) == (3, {"missing_field": 1})
+    stored = {r.impression_id: r for r in lake.read("impressions").collect()}
+    assert stored["imp-2"].position == 3 and stored["imp-2"].features == {"device": "ios"}
+    from_parquet = stored["pq-1"]
+    assert from_parquet.served_at.microsecond == 678901, "microseconds survive to_json"
+    assert from_parquet.features == {"device": "android"}
+    assert from_parquet.extra == {"campaign": "c1"}
+
+
+class CrashBeforeQuarantine(Lake):
+    """A lake whose quarantine commit fails, like a job killed between its two commits."""
+
+    def write(self, table, df, **options):
+        if table == "quarantine":
+            raise RuntimeError("killed before the quarantine commit")
+        return super().write(table, df, **options)
+
+
+def test_crash_between_table_commits_is_repaired_by_a_rerun(spark, config, lake, log_files):
+    (file,) = list_input_files(spark, [str(log_files["impressions"])])
+    args = dict(source_file=file.path, app_id="test-source", run_id="r", now=datetime.now(UTC))
+    crashing = CrashBeforeQuarantine(config.lake, spark)
+    with pytest.raises(RuntimeError, match="killed"):
+        ingest_source(crashing, config, IMPRESSIONS, read_raw_records(spark, file), **args)
+    assert lake.read("impressions").count() == len(GOOD) + 1
+    assert not lake.exists("quarantine")
+
+    outcome = ingest_source(lake, config, IMPRESSIONS, read_raw_records(spark, file), **args)
+    assert outcome.skipped_tables == ["impressions"]
+    assert lake.read("impressions").count() == len(GOOD) + 1, "nothing written twice"
+    assert lake.read("quarantine").count() == len(BAD) + 2
+    assert outcome.records == outcome.valid + sum(outcome.quarantined.values())
+
+
+def test_directory_with_two_formats_needs_a_choice(spark, tmp_path):
+    folder = tmp_path / "impressions"
+    write_jsonl(folder / "part-00000.jsonl", GOOD)
+    pq.write_table(pa.table({"impression_id": ["x"]}), folder / "part-00000.parquet")
+    (folder / "_SUCCESS").write_text("")
+    with pytest.raises(ValueError, match="--format"):
+        list_input_files(spark, [str(folder)])
+    (chosen,) = list_input_files(spark, [str(folder)], "jsonl")
+    assert chosen.path.endswith("part-00000.jsonl") and chosen.format == "jsonl"
+    with pytest.raises(FileNotFoundError):
+        list_input_files(spark, [str(tmp_path / "nothing-here")])
+
+
+def test_generated_logs_reconcile_with_their_manifest(spark, config, lake, tmp_path, capsys):
+    settings = GenerateConfig(
+        seed=5,
+        impressions=4_000,
+        users=300,
+        items=200,
+        days=2,
+        duplicate_share=0.02,
+        malformed_share=0.03,
+        formats=["jsonl", "parquet"],
+        workers=1,
+    )
+    out = tmp_path / "logs"
+    generate_logs(settings, out)
+    manifest = json.loads((out / MANIFEST).read_text())["formats"]["jsonl"]
+    argv = ["--logs", str(out), "--set", f"lake.root={config.lake.root}"]
+
+    assert run_module("jobs.ingest", argv) == 2, "both formats present: the user must choose"
+    assert "--format" in capsys.readouterr().err
+    assert run_module("jobs.ingest", [*argv, "--format", "jsonl"]) == 0
+    printed = capsys.readouterr().out
+    assert "impressions" in printed and "quarantine version" in printed
+
+    (run,) = job_runs(lake, "ingest")
+    for kind in ("impressions", "actions"):
+        expected = manifest[kind]
+        assert run.counts[f"{kind}.records"] == expected["records"]
+        assert run.counts[f"{kind}.valid"] == expected["valid"]
+        assert lake.read(kind).count() == expected["valid"], "duplicates are kept"
+        quarantined = {
+            r: run.counts.get(f"{kind}.quarantined.{r}", 0) for r in expected["malformed"]
+        }
+        assert quarantined == expected["malformed"]
+        assert run.counts[f"{kind}.quarantined"] == expected["malformed_total"]
