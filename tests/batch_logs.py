@@ -29,8 +29,9 @@ class SyntheticLogs:
     actions: pa.Table
     truth: pd.DataFrame  # one row per unique impression: item_id, served_at, clicked, liked, ...
     items: pd.DataFrame  # item_id, true_ctr (probability of an attributed click)
-    duplicates: int
+    duplicate_of: np.ndarray  # truth row index of every duplicate copy
     invalid: int
+    misdated: int
 
 
 def _timestamps(seconds: np.ndarray) -> pa.Array:
@@ -48,12 +49,14 @@ def generate(
     late_share: float = 0.1,
     duplicate_share: float = 0.0,
     invalid_share: float = 0.0,
+    misdated: int = 0,
 ) -> SyntheticLogs:
     """`n` unique impressions over `days` days from `start`, Zipf item popularity, per-item CTR.
 
     A click happens with the item's base CTR; a `late_share` of clicks come after the
     attribution window (so they must not count). Likes follow a third of clicks, before them.
-    Duplicates are exact copies; invalid rows are extra rows with pred_ctr out of range.
+    Duplicates are exact copies; invalid rows are extra rows with pred_ctr out of range;
+    `misdated` extra rows sit in the first `dt` partition but were served the day before.
     """
     rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, items + 1) ** 1.1
@@ -92,14 +95,18 @@ def generate(
     imp_rows = np.arange(n)
     dup_rows = rng.choice(n, size=int(n * duplicate_share), replace=False)
     bad_rows = rng.choice(n, size=int(n * invalid_share), replace=False)
-    rows = np.concatenate([imp_rows, dup_rows, bad_rows])
-    bad = np.concatenate([np.zeros(n + len(dup_rows), bool), np.ones(len(bad_rows), bool)])
+    mis_rows = rng.choice(n, size=misdated, replace=False)
+    rows = np.concatenate([imp_rows, dup_rows, bad_rows, mis_rows])
+    kind = np.repeat([0, 1, 2, 3], [n, len(dup_rows), len(bad_rows), misdated])
+    bad, mis = kind == 2, kind == 3
     row_ids = ids[rows].copy()
     row_ids[bad] = np.array([f"bad{i:08d}" for i in range(bad.sum())], dtype=object)
+    row_ids[mis] = np.array([f"mis{i:08d}" for i in range(misdated)], dtype=object)
     features = [
         [("device", devices[r]), ("hour", str(hours[r])), ("query", query[r])] for r in rows
     ]
-    served_rows = served[rows]
+    served_rows = np.where(mis, t0 - 3600.0, served[rows])
+    dt_rows = _timestamps(np.where(mis, t0, served_rows)).cast(pa.date32())
     impressions = pa.table(
         {
             "impression_id": pa.array(row_ids, pa.string()),
@@ -116,7 +123,7 @@ def generate(
             "extra": pa.nulls(len(rows), pa.map_(pa.string(), pa.string())),
             "source_file": pa.nulls(len(rows), pa.string()),
             "ingest_run_id": pa.nulls(len(rows), pa.string()),
-            "dt": _timestamps(served_rows).cast(pa.date32()),
+            "dt": dt_rows,
         }
     )
 
@@ -155,7 +162,7 @@ def generate(
             "true_ctr": base_ctr * (1 - late_share),
         }
     )
-    return SyntheticLogs(impressions, actions, truth, item_truth, len(dup_rows), int(bad.sum()))
+    return SyntheticLogs(impressions, actions, truth, item_truth, dup_rows, int(bad.sum()), misdated)
 
 
 def write_logs(spark, lake, logs: SyntheticLogs, partitions: int | None = None) -> None:

@@ -1,0 +1,128 @@
+"""Benchmark `freshlake build-training-set`: builder throughput beside a plain read + write.
+
+Pipeline: generate N impressions with the project's log generator (Parquet), ingest them into
+the `impressions` / `actions` Delta tables, compute `item_stats`, then time
+- the builder over the whole 7-day window (input impressions per second), and
+- the baseline in the same run: a plain Spark read of both inputs (every column) and a Delta
+  write (same engine) of as many impression rows as the builder wrote,
+and print the ratio. Peak memory: the JVM's peak resident set (VmHWM) and the Python driver's.
+
+    .venv/bin/python bench/bench_build_training_set.py --impressions 10000000 --work /tmp/bench_build
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+from features.hashing import hash_unit
+from freshlake.batch.item_stats import write_item_stats
+from freshlake.batch.training_set import build_training_set
+from freshlake.batch.window import TimeWindow
+from freshlake.config import load_config
+from freshlake.ingest.files import ingest_files, logs_layout
+from freshlake.lake import open_lake
+from freshlake.runs import JobRun
+from freshlake.spark import get_spark
+from freshlake.synth import generate_logs
+
+
+def jvm_peak_rss_mb(spark) -> float | None:
+    """Peak resident memory of the driver JVM (local mode: driver and executors), in MiB."""
+    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def timed(label: str, fn):
+    start = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - start
+    print(f"  {label:<28} {seconds:8.1f} s", flush=True)
+    return result, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--impressions", type=int, default=10_000_000)
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--work", default="/tmp/freshlake_bench_build")
+    parser.add_argument("--reuse", action="store_true", help="reuse generated logs and tables")
+    args = parser.parse_args()
+
+    work = Path(args.work)
+    logs_dir, root = work / "logs", work / "lake"
+    config = load_config(
+        None,
+        {
+            "lake.root": str(root),
+            "generate.impressions": args.impressions,
+            "generate.items": args.items,
+            "generate.users": max(20_000, args.impressions // 20),
+            "generate.formats": ["parquet"],
+        },
+    )
+    spark = get_spark(config)
+    lake = open_lake(config, spark)
+    start = config.generate.start
+    window = TimeWindow(start, start + timedelta(days=config.generate.days))
+    print(f"build-training-set benchmark: {args.impressions:,} impressions, window {window}")
+    print(
+        f"  spark.driver.memory {spark.conf.get('spark.driver.memory', 'default')}, master {spark.sparkContext.master}"
+    )
+
+    if not (args.reuse and lake.exists("impressions")):
+        shutil.rmtree(work, ignore_errors=True)
+        timed("generate logs (parquet)", lambda: generate_logs(config.generate, logs_dir))
+        timed("ingest to Delta", lambda: ingest_files(config, spark, logs_layout(str(logs_dir))))
+    with JobRun("item-stats", config, lake) as run:
+        timed("item_stats", lambda: write_item_stats(lake, config, window, run.run_id))
+
+    with JobRun("build-training-set", config, lake) as run:
+        report, build_s = timed("builder", lambda: build_training_set(lake, config, window, run))
+    print(report.render())
+
+    def baseline() -> int:
+        impressions, actions = lake.read("impressions"), lake.read("actions")
+        actions.write.format("noop").mode("overwrite").save()  # read every column
+        share = report.outcomes["written"] / report.input_rows
+        same_size = impressions.where(hash_unit(1, F.col("impression_id")) < share)
+        return lake.write("baseline_output", same_size, mode="overwrite", partition_by=["dt"]).rows
+
+    base_rows, base_s = timed("baseline read + write", baseline)
+    rows = report.input_rows
+    figures = {
+        "impressions_in": rows,
+        "examples_written": report.outcomes["written"],
+        "baseline_rows_written": base_rows,
+        "builder_s": round(build_s, 1),
+        "baseline_s": round(base_s, 1),
+        "builder_rows_per_s": round(rows / build_s),
+        "baseline_rows_per_s": round(rows / base_s),
+        "builder_over_baseline_time": round(build_s / base_s, 2),
+        "builder_step_timings_s": report.timings,
+        "jvm_peak_rss_mib": jvm_peak_rss_mb(spark),
+        "python_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    print(json.dumps(figures, indent=2))
+    print(
+        f"builder {figures['builder_rows_per_s']:,} rows/s vs baseline "
+        f"{figures['baseline_rows_per_s']:,} rows/s: the builder takes "
+        f"{figures['builder_over_baseline_time']}x the time of a plain read + write"
+    )
+
+
+if __name__ == "__main__":
+    main()
