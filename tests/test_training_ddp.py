@@ -36,7 +36,7 @@ def write_config(config, path: Path, **training) -> Path:
     tree["features"]["spec"] = [f.model_dump(mode="json") for f in SYNTHETIC_SPEC]
     tree["sampling"]["negative_rate"] = NEGATIVE_RATE
     tree["training"].update(
-        {"batch_size": 256, "epochs": 3, "num_workers": 2, "seed": 1, "shuffle_buffer": 4000}
+        {"batch_size": 256, "epochs": 3, "num_workers": 2, "seed": 1, "learning_rate": 0.01}
     )
     tree["training"].update(training)
     path.write_text(yaml.safe_dump(tree))
@@ -68,7 +68,7 @@ def consumed(out: Path) -> dict[int, Counter]:
 def lake(tmp_path_factory):
     """An examples table of ~25k rows (from 150k impressions) and its train row ids."""
     root = tmp_path_factory.mktemp("ddp")
-    table = synthetic_examples(150_000, seed=4, negative_rate=NEGATIVE_RATE)
+    table = synthetic_examples(150_000, seed=4, negative_rate=NEGATIVE_RATE, users=500)
     write_synthetic_table(str(root / "lake" / "examples"), table, rows_per_group=1000)
     train_rows = table.filter(pc.equal(table.column("split"), "train"))
     return root, sorted(train_rows.column("row_id").to_pylist())

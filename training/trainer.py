@@ -1,10 +1,10 @@
 """The training function every process runs (under torchrun or TorchDistributor).
 
 All ranks step in lockstep: each step, one all-reduce tells every rank whether any rank still
-has data and the step's total weight. A rank whose shards are exhausted steps on an empty batch,
-so no rows are dropped to even out shards and the gradient is exactly the weighted mean loss over
-all rows of the step. Rank 0 writes checkpoints (model, optimizer, every shard's position), the
-model and its card.
+has data and how many rows the step has. A rank whose shards are exhausted steps on an empty
+batch, so no rows are dropped to even out shards, and the gradient is the sum of weighted losses
+over all rows of the step divided by their number. Rank 0 writes checkpoints (model, optimizer,
+every shard's position), the model and its card.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,7 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
     audit = _Audit(job.out_dir, job.audit_column, ctx.rank, state.step)
     empty = empty_batch(layout).to(ctx.device)
     progress = _progress(ctx, snapshot.num_rows * (t.epochs - state.epoch), t.batch_size)
+    started, rows_at_start = time.perf_counter(), state.rows_read
     while state.epoch < t.epochs:
         loader = _epoch_batches(config, dataset, snapshot, state)
         positions = dict(state.positions)
@@ -204,12 +206,15 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
             loss_weight = (
                 step_batch.weight if t.weighted_loss else torch.ones_like(step_batch.label)
             )
-            live, total_weight = all_sum(ctx, [float(rows > 0), float(loss_weight.sum())])
+            live, step_rows = all_sum(ctx, [float(rows > 0), float(rows)])
             if live == 0:
                 break
             loss = weighted_log_loss(wrapped(step_batch), step_batch.label, loss_weight)
             optimizer.zero_grad(set_to_none=True)
-            (loss * ctx.world_size / max(total_weight, 1e-12)).backward()
+            # Sum of weighted losses over the step's rows (all ranks) divided by their number:
+            # an unbiased estimate of the weighted objective. Dividing by the step's total weight
+            # instead would favour batches light in weight (rich in clicks) and over-predict.
+            (loss * ctx.world_size / step_rows).backward()
             optimizer.step()
             state.step += 1
             local_rows += rows
@@ -220,7 +225,7 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
                     positions[shard] = (block, row)
             progress.update(1)
             if ctx.is_main and rows:
-                mean_loss = loss.item() / max(float(loss_weight.sum()), 1e-12)
+                mean_loss = loss.item() / rows
                 progress.set_postfix(epoch=state.epoch, loss=f"{mean_loss:.4f}")
             if state.step % t.checkpoint_every == 0:
                 _checkpoint(ctx, job, model, optimizer, state, positions, local_rows, audit)
@@ -235,10 +240,12 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
         state.epoch, state.positions, state.epoch_rows = state.epoch + 1, {}, 0
         _checkpoint(ctx, job, model, optimizer, state, {}, 0, audit)
     progress.close()
+    elapsed = time.perf_counter() - started
+    speed = {"seconds": round(elapsed, 3), "rows": state.rows_read - rows_at_start}
     barrier(ctx)
     if not ctx.is_main:
         return None
-    return _finish(job, config, ctx, model, layout, units, snapshot, state)
+    return _finish(job, config, ctx, model, layout, units, snapshot, state, speed)
 
 
 def _epoch_batches(config: Config, dataset: DeltaExamples, snapshot: Snapshot, state: TrainState):
@@ -309,6 +316,7 @@ def _finish(
     units,
     snapshot: Snapshot,
     state: TrainState,
+    speed: dict[str, float],
 ) -> dict[str, Any]:
     """Evaluate on the eval split and write the model, its card and calibration plot."""
     from freshlake.runs import code_version
@@ -366,6 +374,9 @@ def _finish(
         "training": {
             "epochs": t.epochs,
             "steps": state.step,
+            # This session's training loop (after a resume: since the restart).
+            "loop_seconds": speed["seconds"],
+            "samples_per_second": round(speed["rows"] / max(speed["seconds"], 1e-9), 1),
             "world_size": ctx.world_size,
             "backend": ctx.backend or "none",
             "device": str(ctx.device),

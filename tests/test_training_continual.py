@@ -1,0 +1,57 @@
+"""Warm start: continual training on the rows a table gained since the previous model's version."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pyarrow.compute as pc
+import torch
+
+from freshlake.config import load_config
+from training.artifact import load_model, read_card
+from training.launch import make_job
+from training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
+from training.trainer import train
+
+
+def config_for(root, **training):
+    config = load_config(None, {"lake.root": str(root)})
+    defaults = {"epochs": 1, "batch_size": 256, "num_workers": 0, "checkpoint_every": 10}
+    return config.model_copy(
+        update={
+            "features": config.features.model_copy(update={"spec": SYNTHETIC_SPEC}),
+            "training": config.training.model_copy(update={**defaults, **training}),
+        }
+    )
+
+
+def train_rows(table) -> int:
+    return table.filter(pc.equal(table.column("split"), "train")).num_rows
+
+
+def test_warm_start_reads_only_files_added_since_the_previous_version(tmp_path, monkeypatch):
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    uri = str(tmp_path / "lake" / "fresh_examples")
+    first = synthetic_examples(30_000, seed=1)
+    write_synthetic_table(uri, first)
+    config = config_for(tmp_path / "lake", table="fresh_examples")
+    first_card = train(make_job(config, tmp_path / "v0"))
+    assert first_card["data"]["rows_per_epoch"] == [train_rows(first)]
+
+    fresh = synthetic_examples(20_000, seed=2, days=2, eval_days=1, start=date(2026, 1, 5))
+    assert write_synthetic_table(uri, fresh) == 1
+    job = make_job(config, tmp_path / "v1", warm_start=str(tmp_path / "v0"))
+    assert job.since_version == 0 and job.version == 1
+    card = train(job)
+
+    assert card["data"]["since_version"] == 0 and card["data"]["version"] == 1
+    assert card["data"]["rows_per_epoch"] == [train_rows(fresh)]
+    assert card["training"]["warm_start"] == str((tmp_path / "v0").resolve())
+    assert read_card(tmp_path / "v1")["model"] == first_card["model"]
+    before, after = load_model(tmp_path / "v0"), load_model(tmp_path / "v1")
+    moved = [
+        not torch.equal(a, b)
+        for a, b in zip(before.state_dict().values(), after.state_dict().values(), strict=True)
+    ]
+    assert any(moved)
