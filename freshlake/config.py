@@ -180,7 +180,7 @@ class TrainingConfig(Section):
     nproc: int = Field(default=1, ge=1)  # processes per node
     backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl with CUDA, else gloo
     optimizer: Literal["adagrad", "adam", "sgd"] = "adagrad"
-    learning_rate: float = Field(default=0.05, gt=0)
+    learning_rate: float = Field(default=0.01, gt=0)
     embedding_dim: int = Field(default=16, ge=1)
     # Hashed ids are folded into at most this many embedding rows per feature.
     max_embedding_rows: int = Field(default=65_536, ge=1)
