@@ -21,31 +21,35 @@ import pyarrow.compute as pc
 from training.batch import Batch, FeatureLayout, to_batch
 
 
-def _text_as_strings(text_columns: Sequence[str]):
-    """A TransformSpec that turns id lists into space-separated strings: Petastorm's batch
-    reader only collates lists of equal length, and n-gram bags are not."""
+def _text_as_bytes(text_columns: Sequence[str]):
+    """A TransformSpec that packs each row's id list into int64 bytes: Petastorm's batch reader
+    only collates lists of equal length, and n-gram bags are not."""
     from petastorm.transform import TransformSpec
+
+    def pack(ids) -> bytes:
+        return b"" if ids is None else np.asarray(ids, dtype=np.int64).tobytes()
 
     def encode(frame):
         for name in text_columns:
-            frame[name] = frame[name].map(
-                lambda ids: "" if ids is None else " ".join(str(i) for i in ids)
-            )
+            frame[name] = frame[name].map(pack)
         return frame
 
-    return TransformSpec(encode, edit_fields=[(name, np.str_, (), False) for name in text_columns])
+    return TransformSpec(encode, edit_fields=[(n, np.bytes_, (), False) for n in text_columns])
+
+
+def _unpack(values) -> pa.Array:
+    lengths = np.fromiter((len(v) // 8 for v in values), dtype=np.int32, count=len(values))
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.frombuffer(b"".join(values), dtype=np.int64)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids))
 
 
 def _chunk_table(chunk, columns: Sequence[str], text_columns: Sequence[str]) -> pa.Table:
     arrays = {}
     for name in columns:
         values = getattr(chunk, name)
-        if name in text_columns:
-            arrays[name] = pa.array(
-                [[int(i) for i in v.split()] for v in values], pa.list_(pa.int64())
-            )
-        else:
-            arrays[name] = pa.array(values)
+        arrays[name] = _unpack(values) if name in text_columns else pa.array(values)
     return pa.table(arrays)
 
 
@@ -77,7 +81,7 @@ def petastorm_batches(
         shuffle_row_groups=shuffle,
         seed=seed * 1_000_003 + epoch,
         num_epochs=1,
-        transform_spec=_text_as_strings(layout.text) if layout.text else None,
+        transform_spec=_text_as_bytes(layout.text) if layout.text else None,
         reader_pool_type="dummy",
     ) as reader:
         for chunk in reader:
