@@ -146,6 +146,13 @@ def _corrupt_typed(
     return rows
 
 
+def _balanced_kinds(kinds: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` kind indices, each kind equally often (the remainder to random kinds), shuffled."""
+    rounds, remainder = divmod(count, kinds)
+    chosen = np.concatenate([np.tile(np.arange(kinds), rounds), rng.permutation(kinds)[:remainder]])
+    return rng.permutation(chosen)
+
+
 def inject_faults(
     record: RecordKind,
     table: pa.Table,
@@ -160,8 +167,7 @@ def inject_faults(
     duplicates = np.sort(rng.choice(rows, size=round(rows * duplicate_share), replace=False))
     resend_ms = rng.integers(*RESEND_DELAY_MS, len(duplicates))
     count = round(rows * malformed_share) if rows else 0
-    # every kind equally often (counts differ by at most one), in random order
-    kinds = np.array(record.kinds)[rng.permutation(np.arange(count) % len(record.kinds))]
+    kinds = np.array(record.kinds)[_balanced_kinds(len(record.kinds), count, rng)]
     sources = rng.integers(0, rows, count)
 
     malformed = table.take(pa.array(sources, pa.int64()))
