@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from features.labeling import label_column, labeled_actions
+from features.labeling import label_output_columns
 from features.transforms import feature_output_columns
 from freshlake.config import FeatureSpec, LabelConfig
 
@@ -34,12 +34,10 @@ SAMPLING_COLUMNS = ("sample_prob", "recency_weight", "weight", "stratum", "split
 
 def example_columns(labels: LabelConfig, spec: Sequence[FeatureSpec]) -> list[str]:
     """Every column of the examples table, in order (`dt`, the partition, last)."""
-    label_columns = ["label", *(label_column(a) for a in labeled_actions(labels))]
     return [
         *IMPRESSION_COLUMNS,
         *feature_output_columns(spec),
-        *label_columns,
-        "first_action_at",
+        *label_output_columns(labels),
         *SAMPLING_COLUMNS,
         "source",
         "run_id",

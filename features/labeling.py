@@ -42,6 +42,11 @@ def labeled_actions(labels: LabelConfig) -> list[str]:
     return actions if labels.positive_action in actions else [labels.positive_action, *actions]
 
 
+def label_output_columns(labels: LabelConfig) -> list[str]:
+    """The columns `label_columns` adds: label, label_<action>..., first_action_at."""
+    return ["label", *(label_column(a) for a in labeled_actions(labels)), "first_action_at"]
+
+
 def attribution_condition(served_at: Column, action_at: Column, labels: LabelConfig) -> Column:
     """True iff `action_at` is inside the impression's attribution window (with clock skew)."""
     lower = served_at - F.expr(f"INTERVAL {labels.clock_skew_seconds} SECONDS")

@@ -265,3 +265,63 @@ def test_too_many_bad_rows_fail_the_run_with_a_clear_message(spark, tmp_path):
     row = lake.read("job_runs").first()
     assert row.status == "failed" and "QualityError" in row.error
     assert row.counts["quarantined"] == 100 and lake.read("quarantine").count() == 100
+
+
+@pytest.mark.slow
+def test_statistics_on_the_project_generator(spark, tmp_path):
+    """200k impressions from freshlake.synth, ingested with freshlake.ingest, against its truth."""
+    import pyarrow.parquet as pq
+
+    from freshlake.ingest.files import ingest_files, logs_layout
+    from freshlake.synth import generate_logs
+
+    config = make_config(
+        tmp_path / "lake",
+        **{
+            "generate.impressions": 200_000,
+            "generate.formats": ["parquet"],
+            "window.blackout_dates": [],
+        },
+    )
+    manifest = generate_logs(config.generate, tmp_path / "logs")
+    ingest_files(config, spark, logs_layout(str(tmp_path / "logs")))
+    lake = open_lake(config, spark)
+    start = config.generate.start
+    window = TimeWindow(start, start + timedelta(days=config.generate.days))
+    report = build(lake, config, window, actions_until=window.end_at + timedelta(hours=2))
+    truth = pq.read_table(tmp_path / "logs" / "truth" / "impressions.parquet").to_pandas()
+    items = pq.read_table(tmp_path / "logs" / "truth" / "items.parquet").to_pandas()
+
+    assert (
+        report.outcomes["duplicate"] == manifest["formats"]["parquet"]["impressions"]["duplicates"]
+    )
+    assert report.outcomes["written"] + report.outcomes["not_sampled"] == len(truth)
+    assert report.horvitz_thompson["click"].true == int(truth["clicked"].sum())
+
+    ex = lake.read("examples").select("item_id", "label", "sample_prob", "weight").toPandas()
+    rare = set(items.loc[items["impressions"] < 150, "item_id"])
+    rate = np.where(truth["clicked"], 0.5, 0.1) * np.where(truth["item_id"].isin(rare), 3, 1)
+    p = np.minimum(1.0, rate)
+    truth = truth.assign(var=(1 - p) / p, lvar=truth["clicked"] * (1 - p) / p)
+    true = truth.groupby("item_id").agg(
+        n=("clicked", "size"), clicks=("clicked", "sum"), var=("var", "sum"), lvar=("lvar", "sum")
+    )
+    ex = ex.assign(inv=1 / ex["sample_prob"], linv=ex["label"] / ex["sample_prob"])
+    joined = true.join(ex.groupby("item_id")[["inv", "linv"]].sum(), how="left").fillna(0.0)
+    for value, variance, target in (("inv", "var", "n"), ("linv", "lvar", "clicks")):
+        testable = joined[(joined["n"] >= 100) & (joined[variance] > 0)]
+        z = (testable[value] - testable[target]) / np.sqrt(testable[variance])
+        assert len(z) > 30 and (z.abs() < 5).all(), z[z.abs() >= 5]
+        assert abs((z**2).mean() - 1) < 5 * np.sqrt(2 / len(z))
+
+    true_ctr = items.set_index("item_id")["true_ctr"]
+    checked = 0
+    for item, rows in ex.groupby("item_id"):
+        w, y = rows["weight"].to_numpy(), rows["label"].to_numpy()
+        if w.sum() < 2000:
+            continue
+        ctr = (w * y).sum() / w.sum()
+        se = np.sqrt((w**2 * (y - ctr) ** 2).sum()) / w.sum()
+        assert abs(ctr - true_ctr[item]) < Z * se, (item, ctr, true_ctr[item], se)
+        checked += 1
+    assert checked >= 10

@@ -1,9 +1,10 @@
 """The batch training-set builder: impressions + actions of a time window -> `examples`.
 
-Two passes over the same deterministic classification (freshlake.batch.classify): a narrow one
-that counts every outcome and computes the Horvitz–Thompson check, then the full one that writes
-the kept rows with their features. Re-running a window replaces exactly its `dt` partitions in
-one atomic commit and writes identical rows.
+Every input row is classified (freshlake.batch.classify) on a narrow projection of the fields
+that decide its outcome: one pass counts every outcome and computes the Horvitz–Thompson
+check, a second one selects the kept rows, whose full rows are then picked with a broadcast
+join, given their features and written. Re-running a window replaces exactly its `dt`
+partitions in one atomic commit and writes identical rows.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from features.examples import to_examples
-from features.quality import imputation_values, quarantine_impressions
+from features.labeling import label_output_columns
+from features.quality import dedup_impressions, imputation_values, quarantine_impressions
 from features.splits import split_column
 from features.transforms import apply_feature_spec
 from features.weights import weight_columns
@@ -40,8 +42,10 @@ log = logging.getLogger(__name__)
 EXAMPLES = "examples"
 QUARANTINE = "quarantine"
 
-# What the counting pass needs: the fields that decide a row's outcome.
+# The fields that decide a row's outcome: classification runs on these alone.
 OUTCOME_COLUMNS = ("impression_id", "user_id", "item_id", "served_at", "position", "pred_ctr")
+# Up to this many kept rows, their keys are broadcast to pick the full rows without a shuffle.
+BROADCAST_KEPT_ROWS = 2_000_000
 
 
 class QualityError(RuntimeError):
@@ -102,12 +106,10 @@ def build_training_set(
     plan = BuildPlan(config, window, until, item_counts)
     blackout = [d for d in config.window.blackout_dates if window.start <= d < window.end]
 
-    firsts = first_actions(
-        screen(impressions.select(*OUTCOME_COLUMNS), window, blackout), actions, plan
-    ).persist()
+    narrow = screen(impressions.select(*OUTCOME_COLUMNS), window, blackout)
+    firsts = first_actions(narrow, actions, plan).persist()
     try:
         with run.timed("count"):
-            narrow = screen(impressions.select(*OUTCOME_COLUMNS), window, blackout)
             report = summarize(
                 classify(narrow, firsts, plan),
                 config.labels,
@@ -132,8 +134,9 @@ def build_training_set(
                 screened.where(F.col("outcome").isNull()), spec, config.quality
             )
         with run.timed("write"):
-            kept = classify(screened, firsts, plan).where(is_outcome("written"))
-            features = apply_feature_spec(kept, spec, report.fill_values)
+            kept = classify(narrow, firsts, plan).where(is_outcome("written"))
+            rows = kept_rows(impressions, kept, config, report.outcomes["written"])
+            features = apply_feature_spec(rows, spec, report.fill_values)
             weighted = weight_columns(features, config.recency, window.end_at)
             examples = to_examples(
                 split_column(weighted, config.split, window.end_at),
@@ -158,6 +161,23 @@ def build_training_set(
     report.timings = dict(run.timings)
     _record(run, report)
     return report
+
+
+def kept_rows(impressions: DataFrame, kept: DataFrame, config: Config, count: int) -> DataFrame:
+    """The full impression rows of the kept (classified, narrow) rows, with their labels.
+
+    A kept row is found by its outcome columns; copies that agree on all of them (exact
+    re-sends, usually) are reduced to one by `dedup_impressions`, so each kept impression
+    appears once and the same copy wins on every run. The kept side is broadcast when small.
+    """
+    carried = [*label_output_columns(config.labels), "sample_prob", "stratum"]
+    kept = kept.select(*OUTCOME_COLUMNS, *carried)
+    if count <= BROADCAST_KEPT_ROWS:
+        kept = F.broadcast(kept)
+    full, keys = impressions.alias("i"), kept.alias("k")
+    matches = [F.col(f"i.{c}").eqNullSafe(F.col(f"k.{c}")) for c in OUTCOME_COLUMNS]
+    joined = full.join(keys, matches).select("i.*", *(F.col(f"k.{c}") for c in carried))
+    return dedup_impressions(joined)
 
 
 def _write_quarantine(lake: Lake, screened: DataFrame, run_id: str) -> int | None:
