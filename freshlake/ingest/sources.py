@@ -8,14 +8,14 @@ validation path (features.validation) serves JSONL, CSV and Parquet alike.
 
 from __future__ import annotations
 
+import csv
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
 
 Format = Literal["jsonl", "csv", "parquet"]
 FORMAT_CHOICES = ("auto", "jsonl", "csv", "parquet")
@@ -135,23 +135,39 @@ def read_raw_records(spark: SparkSession, file: InputFile) -> DataFrame:
     return frame.select("value", F.lit(file.path).alias("source_file"), "parse_error")
 
 
-def read_csv_strings(spark: SparkSession, path: str) -> DataFrame:
-    """A CSV file with a header as all-string columns plus `_corrupt_record` for broken lines.
+def _first_line(spark: SparkSession, path: str) -> str:
+    first = spark.read.text(path).limit(1).collect()
+    if not first:
+        raise ValueError(f"{path}: empty CSV file, no header line")
+    return first[0].value
 
-    Quotes inside quoted fields are doubled (RFC 4180, as Python's csv and pandas write them).
+
+def csv_columns(header_line: str) -> list[str]:
+    """Column names of a CSV header line; unnamed columns become `_c<i>` as in Spark."""
+    names = next(csv.reader([header_line]))
+    return [name.strip() or f"_c{i}" for i, name in enumerate(names)]
+
+
+def read_csv_strings(spark: SparkSession, path: str) -> DataFrame:
+    """A CSV file with a header as all-string columns, plus `_corrupt_record` for broken lines.
+
+    Each line is one record (quoted fields may not span lines); quotes inside quoted fields
+    are doubled (RFC 4180, as Python's csv and pandas write them). A line with a different
+    number of fields than the header, or an unclosed quote, is broken: its columns are NULL
+    and `_corrupt_record` holds the line. (Spark's CSV reader silently pads short lines.)
     """
-    header = spark.read.option("header", True).option("escape", '"').csv(path).columns
-    schema = StructType(
-        [StructField(name, StringType()) for name in header]
-        + [StructField(CORRUPT_COLUMN, StringType())]
-    )
-    return (
-        spark.read.schema(schema)
-        .option("header", True)
-        .option("escape", '"')
-        .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
-        .csv(path)
+    header_line = _first_line(spark, path)
+    names = csv_columns(header_line)
+    lines = spark.read.text(path).where(F.col("value") != F.lit(header_line))
+    ddl = ", ".join(f"`{name}` STRING" for name in names)
+    parsed = F.from_csv(F.col("value"), ddl, {"escape": '"', "mode": "PERMISSIVE"})
+    unquoted = F.regexp_replace(F.col("value"), r'"[^"]*"', "")
+    fields = F.size(F.split(unquoted, ",", -1))
+    unclosed = F.length(F.regexp_replace(F.col("value"), '[^"]', "")) % 2 == 1
+    broken = (fields != len(names)) | unclosed
+    return lines.select(
+        *[F.when(~broken, parsed.getField(name)).alias(name) for name in names],
+        F.when(broken, F.col("value")).alias(CORRUPT_COLUMN),
     )
 
 
@@ -167,8 +183,3 @@ def _csv_records(spark: SparkSession, path: str) -> DataFrame:
             "parse_error"
         ),
     )
-
-
-def fingerprints(files: Sequence[InputFile]) -> dict[str, str]:
-    """path -> fingerprint, for the job record."""
-    return {f.path: f.fingerprint for f in files}
