@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from features.schemas import ACTION_SCHEMA, IMPRESSION_SCHEMA, QUARANTINE_SCHEMA, STRING_MAP
-from features.timestamps import parse_event_time
+from features.timestamps import iso_text, parse_event_time
 from freshlake.config import Config
 
 # token: a string compared case-insensitively, stored trimmed and lower-cased (action types).
@@ -135,88 +135,99 @@ def _cast(field: RecordField, text: Column) -> Column:
     return text
 
 
-def _checks(contract: RecordContract, config: Config, clock: Column) -> list[Check]:
-    """Every check of a record, in the order that decides its single reason."""
-    checks = [
+def _parse_checks() -> list[Check]:
+    empty = F.when(F.col("value").isNull(), F.lit("empty payload"))
+    return [
         Check("malformed_row", F.col("_parse_error").isNotNull(), F.col("_parse_error")),
         Check(
             "malformed_json",
             F.col("_parsed").isNull(),
-            F.when(F.col("value").isNull(), F.lit("empty payload")).otherwise(
-                F.lit("payload is not a JSON object")
-            ),
+            empty.otherwise(F.lit("payload is not a JSON object")),
         ),
     ]
-    for field in contract.fields:
-        if field.required:
-            missing = _text(field.name).isNull() | (F.trim(_text(field.name)) == "")
-            checks.append(Check("missing_field", missing, F.lit(f"{field.name}: missing or empty")))
-    for field in contract.fields:
-        if field.kind in ("int", "double", "map"):
-            bad = _text(field.name).isNotNull() & _typed(field.name).isNull()
-            detail = F.concat(
-                F.lit(f"{field.name}: expected {field.kind}, got "), _shown(_text(field.name))
+
+
+def _field_checks(contract: RecordContract) -> list[Check]:
+    """missing_field for required fields, then bad_type / bad_timestamp for uncastable ones."""
+    checks = [
+        Check(
+            "missing_field",
+            _text(f.name).isNull() | (F.trim(_text(f.name)) == ""),
+            F.lit(f"{f.name}: missing or empty"),
+        )
+        for f in contract.fields
+        if f.required
+    ]
+    uncastable = {"int": "bad_type", "double": "bad_type", "map": "bad_type"}
+    for kind, reason in [*uncastable.items(), ("timestamp", "bad_timestamp")]:
+        for f in contract.fields:
+            if f.kind != kind:
+                continue
+            expected = "ISO-8601 or epoch ms" if kind == "timestamp" else kind
+            checks.append(
+                Check(
+                    reason,
+                    _text(f.name).isNotNull() & _typed(f.name).isNull(),
+                    F.concat(F.lit(f"{f.name}: expected {expected}, got "), _shown(_text(f.name))),
+                )
             )
-            checks.append(Check("bad_type", bad, detail))
-    stamps = [f.name for f in contract.fields if f.kind == "timestamp"]
-    for name in stamps:
-        bad = _text(name).isNotNull() & _typed(name).isNull()
-        detail = F.concat(F.lit(f"{name}: not ISO-8601 or epoch ms: "), _shown(_text(name)))
-        checks.append(Check("bad_timestamp", bad, detail))
-    latest = clock + F.make_dt_interval(secs=F.lit(config.ingest.max_future_seconds))
+    return checks
+
+
+def _time_checks(contract: RecordContract, config: Config, clock: Column) -> list[Check]:
+    """Event times later than the clock allows, or before `ingest.min_event_date`."""
+    ahead = config.ingest.max_future_seconds
+    latest = clock + F.make_dt_interval(secs=F.lit(ahead))
     earliest = F.lit(config.ingest.min_event_date).cast("timestamp")
-    for name in stamps:
-        checks.append(
-            Check(
-                "future_timestamp",
-                _typed(name) > latest,
-                F.concat(
-                    F.lit(f"{name}: "),
-                    _typed(name).cast("string"),
-                    F.lit(f" is more than {config.ingest.max_future_seconds} s after "),
-                    clock.cast("string"),
-                ),
-            )
+    stamps = [f.name for f in contract.fields if f.kind == "timestamp"]
+    future = [
+        Check(
+            "future_timestamp",
+            _typed(n) > latest,
+            F.concat(
+                F.lit(f"{n}: "),
+                iso_text(_typed(n)),
+                F.lit(f" is more than {ahead} s after the ingest clock "),
+                iso_text(clock),
+            ),
         )
-    for name in stamps:
-        checks.append(
-            Check(
-                "ancient_timestamp",
-                _typed(name) < earliest,
-                F.concat(
-                    F.lit(f"{name}: "),
-                    _typed(name).cast("string"),
-                    F.lit(f" is before {config.ingest.min_event_date.isoformat()}"),
-                ),
-            )
+        for n in stamps
+    ]
+    ancient = [
+        Check(
+            "ancient_timestamp",
+            _typed(n) < earliest,
+            F.concat(
+                F.lit(f"{n}: "),
+                iso_text(_typed(n)),
+                F.lit(f" is before {config.ingest.min_event_date.isoformat()}"),
+            ),
         )
-    names = set(contract.names)
-    if "pred_ctr" in names:
-        ctr = _typed("pred_ctr")
-        checks.append(
-            Check(
-                "out_of_range",
-                ctr.isNaN() | (ctr < 0) | (ctr > 1),
-                F.concat(F.lit("pred_ctr: not in [0, 1]: "), ctr.cast("string")),
-            )
+        for n in stamps
+    ]
+    return future + ancient
+
+
+# field -> (condition on the typed value that fails, what the allowed range is)
+RANGES = {
+    "pred_ctr": (lambda v: v.isNaN() | (v < 0) | (v > 1), "in [0, 1]"),
+    "position": (lambda v: v < 1, ">= 1"),
+    "value": (lambda v: v.isNaN(), "a number, not NaN"),
+}
+
+
+def _value_checks(contract: RecordContract, config: Config) -> list[Check]:
+    """out_of_range for numeric fields, unknown_action for action types not configured."""
+    checks = [
+        Check(
+            "out_of_range",
+            fails(_typed(name)),
+            F.concat(F.lit(f"{name}: must be {allowed}, got "), _typed(name).cast("string")),
         )
-    if "position" in names:
-        checks.append(
-            Check(
-                "out_of_range",
-                _typed("position") < 1,
-                F.concat(F.lit("position: must be >= 1, got "), _typed("position").cast("string")),
-            )
-        )
-    if "value" in names:
-        checks.append(
-            Check(
-                "out_of_range",
-                _typed("value").isNaN(),
-                F.lit("value: NaN"),
-            )
-        )
-    if "action" in names:
+        for name, (fails, allowed) in RANGES.items()
+        if name in contract.names
+    ]
+    if "action" in contract.names:
         allowed = F.array(*[F.lit(a) for a in config.labels.actions])
         checks.append(
             Check(
@@ -230,6 +241,16 @@ def _checks(contract: RecordContract, config: Config, clock: Column) -> list[Che
             )
         )
     return checks
+
+
+def _checks(contract: RecordContract, config: Config, clock: Column) -> list[Check]:
+    """Every check of a record, in the order that decides its single reason."""
+    return (
+        _parse_checks()
+        + _field_checks(contract)
+        + _time_checks(contract, config, clock)
+        + _value_checks(contract, config)
+    )
 
 
 def _first_failure(checks: Sequence[Check]) -> tuple[Column, Column]:
