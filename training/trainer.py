@@ -198,38 +198,9 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
     started, rows_at_start = time.perf_counter(), state.rows_read
     while state.epoch < t.epochs:
         loader = _epoch_batches(config, dataset, snapshot, state)
-        positions = dict(state.positions)
-        local_rows = 0
-        for batch in _lockstep(ctx, loader):
-            rows = len(batch) if batch is not None else 0
-            step_batch = batch.to(ctx.device) if batch is not None else empty
-            loss_weight = (
-                step_batch.weight if t.weighted_loss else torch.ones_like(step_batch.label)
-            )
-            live, step_rows = all_sum(ctx, [float(rows > 0), float(rows)])
-            if live == 0:
-                break
-            loss = weighted_log_loss(wrapped(step_batch), step_batch.label, loss_weight)
-            optimizer.zero_grad(set_to_none=True)
-            # Sum of weighted losses over the step's rows (all ranks) divided by their number:
-            # an unbiased estimate of the weighted objective. Dividing by the step's total weight
-            # instead would favour batches light in weight (rich in clicks) and over-predict.
-            (loss * ctx.world_size / step_rows).backward()
-            optimizer.step()
-            state.step += 1
-            local_rows += rows
-            if batch is not None:
-                audit.add(batch)
-                if batch.position is not None:
-                    _, shard, block, row = batch.position
-                    positions[shard] = (block, row)
-            progress.update(1)
-            if ctx.is_main and rows:
-                mean_loss = loss.item() / rows
-                progress.set_postfix(epoch=state.epoch, loss=f"{mean_loss:.4f}")
-            if state.step % t.checkpoint_every == 0:
-                _checkpoint(ctx, job, model, optimizer, state, positions, local_rows, audit)
-        rows = int(all_sum(ctx, [local_rows])[0])
+        rows = _train_epoch(
+            ctx, job, config, loader, wrapped, optimizer, state, audit, progress, empty
+        )
         state.rows_read += rows
         state.rows_per_epoch.append(state.epoch_rows + rows)
         if ctx.is_main:
@@ -246,6 +217,52 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
     if not ctx.is_main:
         return None
     return _finish(job, config, ctx, model, layout, units, snapshot, state, speed)
+
+
+def _train_epoch(
+    ctx: DistContext,
+    job: TrainJob,
+    config: Config,
+    loader,
+    wrapped: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    audit: _Audit,
+    progress,
+    empty: Batch,
+) -> int:
+    """Step through the rest of `state.epoch` in lockstep with the other ranks; returns the
+    rows all ranks consumed in this session. `empty` stands in once this rank has no data."""
+    t = config.training
+    model = wrapped.module if ctx.distributed else wrapped
+    positions = dict(state.positions)
+    local_rows = 0
+    for batch in _lockstep(loader):
+        rows = len(batch) if batch is not None else 0
+        step_batch = batch.to(ctx.device) if batch is not None else empty
+        loss_weight = step_batch.weight if t.weighted_loss else torch.ones_like(step_batch.label)
+        live, step_rows = all_sum(ctx, [float(rows > 0), float(rows)])
+        if live == 0:
+            break
+        loss = weighted_log_loss(wrapped(step_batch), step_batch.label, loss_weight)
+        optimizer.zero_grad(set_to_none=True)
+        # The sum of weighted losses over the step's rows on all ranks, over their number: an
+        # unbiased estimate of the weighted objective (DDP averages the gradients over ranks).
+        (loss * ctx.world_size / step_rows).backward()
+        optimizer.step()
+        state.step += 1
+        local_rows += rows
+        if batch is not None:
+            audit.add(batch)
+            if batch.position is not None:
+                _, shard, block, row = batch.position
+                positions[shard] = (block, row)
+        progress.update(1)
+        if ctx.is_main and rows:
+            progress.set_postfix(epoch=state.epoch, loss=f"{loss.item() / rows:.4f}")
+        if state.step % t.checkpoint_every == 0:
+            _checkpoint(ctx, job, model, optimizer, state, positions, local_rows, audit)
+    return int(all_sum(ctx, [local_rows])[0])
 
 
 def _epoch_batches(config: Config, dataset: DeltaExamples, snapshot: Snapshot, state: TrainState):
@@ -269,7 +286,7 @@ def _epoch_batches(config: Config, dataset: DeltaExamples, snapshot: Snapshot, s
     return DataLoader(dataset, batch_size=None, num_workers=t.num_workers)
 
 
-def _lockstep(ctx: DistContext, loader: DataLoader):
+def _lockstep(loader):
     """This rank's batches, then None for as long as the training loop keeps asking."""
     yield from loader
     while True:
