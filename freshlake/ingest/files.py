@@ -61,6 +61,7 @@ def ingest_files(
                             app_id=source_app_id(kind, file.fingerprint),
                             run_id=run.run_id,
                             now=run.started_at,
+                            clock=file.modified_at,
                         )
                     )
         finish_run(run, summary, [*files, QUARANTINE_TABLE])

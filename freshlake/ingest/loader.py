@@ -41,6 +41,7 @@ class SourceOutcome:
     source_file: str
     kind: str  # impressions | actions
     app_id: str
+    tables: tuple[str, ...] = ()  # the tables this source is written to
     records: int = 0
     valid: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
@@ -51,7 +52,7 @@ class SourceOutcome:
     @property
     def skipped(self) -> bool:
         """True when every table already held the source: nothing was read or written."""
-        return len(self.skipped_tables) == 2
+        return set(self.skipped_tables) == set(self.tables)
 
 
 @dataclass
@@ -121,19 +122,24 @@ def ingest_source(
     app_id: str,
     run_id: str,
     now: datetime,
+    clock: datetime | None = None,
 ) -> SourceOutcome:
     """Validate one source's raw records and commit them to its table and the quarantine.
 
     Each table is checked for `app_id` first and skipped if it already holds this source.
+    `clock` is what future event times are judged against (default `now`, the time recorded
+    as `quarantined_at`); file ingest passes the file's modification time, so a re-run after
+    a crash classifies every record exactly as the first attempt did.
     """
-    tables = [contract.source, QUARANTINE_TABLE]
-    outcome = SourceOutcome(source_file, contract.source, app_id)
+    tables = (contract.source, QUARANTINE_TABLE)
+    outcome = SourceOutcome(source_file, contract.source, app_id, tables)
     outcome.skipped_tables = [t for t in tables if lake.transaction_version(t, app_id) is not None]
     if outcome.skipped:
         return outcome
 
-    clock = run_clock(now)
-    checked = check_records(raw, contract, config, clock).persist(StorageLevel.DISK_ONLY)
+    # Parsed once, read by the count and both writes; on disk, as a file can outgrow memory.
+    checked = check_records(raw, contract, config, run_clock(clock or now))
+    checked = checked.persist(StorageLevel.DISK_ONLY)
     try:
         by_reason = {row[REASON]: row["count"] for row in checked.groupBy(REASON).count().collect()}
         outcome.valid = by_reason.pop(None, 0)
@@ -142,7 +148,7 @@ def ingest_source(
         outputs = {
             contract.source: (valid_rows(checked, contract, run_id), outcome.valid),
             QUARANTINE_TABLE: (
-                quarantine_rows(checked, contract, run_id, clock),
+                quarantine_rows(checked, contract, run_id, run_clock(now)),
                 sum(by_reason.values()),
             ),
         }

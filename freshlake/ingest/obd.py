@@ -160,6 +160,7 @@ def ingest_obd(config: Config, spark: SparkSession, directory: str = OBD_DIR) ->
                         app_id=f"freshlake-obd-{contract.source}-{dataset_id}",
                         run_id=run.run_id,
                         now=run.started_at,
+                        clock=max(f.modified_at for f in files),
                     )
                 )
         finish_run(run, summary, ["impressions", "actions", QUARANTINE_TABLE])

@@ -12,6 +12,7 @@ import csv
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from pyspark.sql import DataFrame, SparkSession
@@ -40,6 +41,11 @@ class InputFile:
     size: int
     modified_ms: int
     format: Format
+
+    @property
+    def modified_at(self) -> datetime:
+        """The file's modification time: the ingest clock its event times are judged against."""
+        return datetime.fromtimestamp(self.modified_ms / 1000, UTC)
 
     @property
     def fingerprint(self) -> str:
