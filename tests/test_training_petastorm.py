@@ -10,6 +10,8 @@ import pyarrow.compute as pc
 import pytest
 
 pytest.importorskip("petastorm")
+# Petastorm 0.13.1 calls pyarrow APIs deprecated since pyarrow 5.
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 from training.batch import FeatureLayout  # noqa: E402
 from training.dataset import DeltaExamples  # noqa: E402
