@@ -34,7 +34,7 @@ from freshlake.batch.item_stats import ITEM_STATS, read_item_counts, write_item_
 from freshlake.batch.report import BuildReport, summarize
 from freshlake.batch.window import TimeWindow
 from freshlake.config import Config
-from freshlake.lake import Lake
+from freshlake.lake import Lake, WriteResult
 from freshlake.runs import JobRun
 
 log = logging.getLogger(__name__)
@@ -136,23 +136,8 @@ def build_training_set(
         with run.timed("write"):
             kept = classify(narrow, firsts, plan).where(is_outcome("written"))
             rows = kept_rows(impressions, kept, config, report.outcomes["written"])
-            features = apply_feature_spec(rows, spec, report.fill_values)
-            weighted = weight_columns(features, config.recency, window.end_at)
-            examples = to_examples(
-                split_column(weighted, config.split, window.end_at),
-                config.labels,
-                spec,
-                source="batch",
-                run_id=run.run_id,
-            )
-            result = lake.write(
-                EXAMPLES,
-                examples,
-                mode="overwrite",
-                partition_by=["dt"],
-                replace_partitions={"dt": [d.isoformat() for d in window.days]},
-                metadata={"run_id": run.run_id, "window": str(window)},
-            )
+            examples = example_rows(rows, config, window, report.fill_values, run.run_id)
+            result = write_examples(lake, examples, window, run.run_id)
         report.written_rows = result.rows
         report.output_versions[EXAMPLES] = result.version
     finally:
@@ -178,6 +163,29 @@ def kept_rows(impressions: DataFrame, kept: DataFrame, config: Config, count: in
     matches = [F.col(f"i.{c}").eqNullSafe(F.col(f"k.{c}")) for c in OUTCOME_COLUMNS]
     joined = full.join(keys, matches).select("i.*", *(F.col(f"k.{c}") for c in carried))
     return dedup_impressions(joined)
+
+
+def example_rows(
+    rows: DataFrame, config: Config, window: TimeWindow, fill_values: dict[str, float], run_id: str
+) -> DataFrame:
+    """Kept, labeled rows as `examples` rows: features, weights, split, contract columns."""
+    spec = config.features.spec
+    features = apply_feature_spec(rows, spec, fill_values)
+    weighted = weight_columns(features, config.recency, window.end_at)
+    split = split_column(weighted, config.split, window.end_at)
+    return to_examples(split, config.labels, spec, source="batch", run_id=run_id)
+
+
+def write_examples(lake: Lake, examples: DataFrame, window: TimeWindow, run_id: str) -> WriteResult:
+    """Replace the window's `dt` partitions of `examples` in one commit (empty days included)."""
+    return lake.write(
+        EXAMPLES,
+        examples,
+        mode="overwrite",
+        partition_by=["dt"],
+        replace_partitions={"dt": [d.isoformat() for d in window.days]},
+        metadata={"run_id": run_id, "window": str(window)},
+    )
 
 
 def _write_quarantine(lake: Lake, screened: DataFrame, run_id: str) -> int | None:
