@@ -57,7 +57,8 @@ def get_spark(config: Config | SparkConfig | None = None) -> SparkSession:
     spark_cfg = config.spark if isinstance(config, Config) else (config or SparkConfig())
     active = SparkSession.getActiveSession()
     if active is not None or launched_externally():
-        session = active or SparkSession.builder.appName(spark_cfg.app_name).getOrCreate()
+        # The launcher (spark-submit --name, Databricks) names the application.
+        session = active or SparkSession.builder.getOrCreate()
         for key, value in {**REQUIRED_CONF, **spark_cfg.conf}.items():
             _try_set(session, key, value)
         return session
