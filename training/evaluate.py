@@ -18,6 +18,10 @@ from training.units import WorkUnit, open_file
 SPLIT_COLUMN = "split"
 
 
+class NoEvalRowsError(ValueError):
+    """The snapshot has no rows in the eval split."""
+
+
 @dataclass
 class Predictions:
     """Predictions on rows in a fixed order (the unshuffled file / row-group order)."""
@@ -119,7 +123,7 @@ def evaluate_model(
     extras = (baseline_column,) if baseline_column else ()
     predictions = predict_split(model, units, layout, eval_split, extras=extras, device=device)
     if len(predictions.label) == 0:
-        raise ValueError(f"the snapshot has no rows with split={eval_split!r} to evaluate on")
+        raise NoEvalRowsError(f"the snapshot has no rows with split={eval_split!r} to evaluate on")
     result = {
         "model": evaluate_predictions(predictions.label, predictions.pred, predictions.weight)
     }

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
 from freshlake.config import Config
 from training.artifact import read_card
 from training.snapshot import open_snapshot, table_uri
@@ -46,7 +48,15 @@ def make_job(
     """
     name = table or config.training.table
     uri = table_uri(config.lake.root, config.lake.table_name(name))
-    pinned = open_snapshot(uri, version, config.lake.storage_options).version
+    try:
+        pinned = open_snapshot(uri, version, config.lake.storage_options).version
+    except TableNotFoundError as exc:
+        raise ValueError(
+            f"no Delta table {name!r} at {uri} (version {version}); build it first, "
+            "e.g. `freshlake build-training-set`"
+        ) from exc
+    except DeltaError as exc:
+        raise ValueError(f"cannot open {uri} at version {version}: {exc}") from exc
     if warm_start and since_version is None:
         previous = read_card(warm_start)["data"]
         if previous.get("uri") == uri:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 HELP = "train the CTR model on a Delta table snapshot (torchrun DDP, or a Spark cluster)"
 
@@ -51,17 +52,21 @@ def run(args: argparse.Namespace) -> int:
     config = args.config.model_copy(
         update={"training": args.config.training.model_copy(update=updates)}
     )
-    job = make_job(
-        config,
-        args.out,
-        table=args.table,
-        version=args.version,
-        since_version=args.since_version,
-        warm_start=args.warm_start,
-        start_date=args.start_date,
-        end_date=args.end_date,
-        audit_column=args.audit_column,
-    )
+    try:
+        job = make_job(
+            config,
+            args.out,
+            table=args.table,
+            version=args.version,
+            since_version=args.since_version,
+            warm_start=args.warm_start,
+            start_date=args.start_date,
+            end_date=args.end_date,
+            audit_column=args.audit_column,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"freshlake train: {exc}", file=sys.stderr)
+        return 2
     if args.launcher == "spark":
         card = run_on_spark(job, config.training.nproc * args.nnodes)
         print(json.dumps(card["metrics"] if card else {}, indent=2))

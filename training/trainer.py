@@ -34,7 +34,7 @@ from training.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from training.dataset import DeltaExamples
 from training.distributed import DistContext, all_gather, all_sum, barrier, init_distributed
 from training.distributed import shutdown as shutdown_distributed
-from training.evaluate import SPLIT_COLUMN, evaluate_model
+from training.evaluate import SPLIT_COLUMN, NoEvalRowsError, evaluate_model
 from training.model import CTRModel, ModelShape, make_optimizer, weighted_log_loss
 from training.snapshot import Snapshot, added_since, open_snapshot
 from training.units import plan_units
@@ -343,27 +343,32 @@ def _finish(
     if baseline and baseline not in layout.categorical:
         baseline = None
     model.eval()
-    metrics, predictions = evaluate_model(
-        model,
-        units,
-        layout,
-        eval_split=t.eval_split,
-        train_split=t.train_split,
-        baseline_column=baseline,
-        # An unweighted model predicts the sampled rate; report it corrected too.
-        negative_rate=None if t.weighted_loss else config.sampling.negative_rate,
-        device=ctx.device,
-    )
     out = Path(job.out_dir)
     save_model(out, model)
-    plot_calibration(
-        out,
-        predictions.label,
-        predictions.pred,
-        predictions.weight,
-        f"{job.table} v{job.version} ({t.eval_split}), calibration "
-        f"{metrics['model']['calibration']:.3f}",
-    )
+    try:
+        metrics, predictions = evaluate_model(
+            model,
+            units,
+            layout,
+            eval_split=t.eval_split,
+            train_split=t.train_split,
+            baseline_column=baseline,
+            # An unweighted model predicts the sampled rate; report it corrected too.
+            negative_rate=None if t.weighted_loss else config.sampling.negative_rate,
+            device=ctx.device,
+        )
+    except NoEvalRowsError as exc:
+        log.warning("%s: the model card has no metrics", exc)
+        metrics = {"error": str(exc)}
+    else:
+        plot_calibration(
+            out,
+            predictions.label,
+            predictions.pred,
+            predictions.weight,
+            f"{job.table} v{job.version} ({t.eval_split}), calibration "
+            f"{metrics['model']['calibration']:.3f}",
+        )
     card = {
         "model": model.shape.to_dict(),
         "features": [f.model_dump(mode="json") for f in config.features.spec],
