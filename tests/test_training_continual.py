@@ -55,3 +55,19 @@ def test_warm_start_reads_only_files_added_since_the_previous_version(tmp_path, 
         for a, b in zip(before.state_dict().values(), after.state_dict().values(), strict=True)
     ]
     assert any(moved)
+
+
+def test_same_seed_same_model_and_compare_models_reports_pd(tmp_path, monkeypatch):
+    from training.scoring import compare_saved_models
+
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    write_synthetic_table(str(tmp_path / "lake" / "examples"), synthetic_examples(15_000, seed=3))
+    for seed, out in ((1, "a"), (1, "b"), (2, "c")):
+        config = config_for(tmp_path / "lake", seed=seed, num_workers=2)
+        train(make_job(config, tmp_path / out))
+    same = compare_saved_models(config, tmp_path / "a", tmp_path / "b")
+    other = compare_saved_models(config, tmp_path / "a", tmp_path / "c")
+    assert same["prediction_difference"]["pd_relative"] == 0.0
+    assert other["prediction_difference"]["pd_relative"] > 0.01
+    assert same["model_a"]["rows"] == other["model_b"]["rows"] > 0
