@@ -184,10 +184,15 @@ def test_directory_with_two_formats_needs_a_choice(spark, tmp_path):
     write_jsonl(folder / "part-00000.jsonl", GOOD)
     pq.write_table(pa.table({"impression_id": ["x"]}), folder / "part-00000.parquet")
     (folder / "_SUCCESS").write_text("")
+    (folder / "README.md").write_text("not a log")
     with pytest.raises(ValueError, match="--format"):
         list_input_files(spark, [str(folder)])
     (chosen,) = list_input_files(spark, [str(folder)], "jsonl")
     assert chosen.path.endswith("part-00000.jsonl") and chosen.format == "jsonl"
+    (named,) = list_input_files(spark, [str(folder / "*.parquet")])
+    assert named.format == "parquet" and named.size > 0
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        list_input_files(spark, [str(folder / "README.md")])
     with pytest.raises(FileNotFoundError):
         list_input_files(spark, [str(tmp_path / "nothing-here")])
 

@@ -69,24 +69,27 @@ def _hidden(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
-def _file_statuses(spark: SparkSession, pattern: str) -> list:
-    """Hadoop FileStatus of every file a path, glob or directory (recursively) names."""
+def _file_statuses(spark: SparkSession, pattern: str) -> list[tuple[object, bool]]:
+    """(Hadoop FileStatus, found in a directory) of every file a path or glob names.
+
+    Directories are listed recursively, leaving out hidden files (`_SUCCESS`, `.crc`, ...).
+    """
     jvm = spark.sparkContext._jvm
     hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
     path = jvm.org.apache.hadoop.fs.Path(pattern)
     fs = path.getFileSystem(hadoop_conf)
-    matches = fs.globStatus(path) or []
     statuses = []
-    for match in matches:
+    for match in fs.globStatus(path) or []:
         if not match.isDirectory():
-            statuses.append(match)
+            statuses.append((match, False))
             continue
+        base = match.getPath().toString()
         found = fs.listFiles(match.getPath(), True)
         while found.hasNext():
             status = found.next()
-            relative = status.getPath().toString()[len(match.getPath().toString()) :]
+            relative = status.getPath().toString()[len(base) :]
             if not any(_hidden(part) for part in relative.split("/") if part):
-                statuses.append(status)
+                statuses.append((status, True))
     return statuses
 
 
@@ -95,9 +98,10 @@ def list_input_files(
 ) -> list[InputFile]:
     """Expand paths, globs and directories into files, sorted; raise when something is wrong.
 
-    With `fmt="auto"` the format comes from each file's extension and a directory mixing
-    formats is refused (a generated-logs folder may hold the same records as JSONL and
-    Parquet); with a format given, a directory's files of other formats are left out.
+    A file named by a path or glob is read in `fmt`, or, with `fmt="auto"`, in the format its
+    extension implies. Inside a directory only files whose extension matches are read (not a
+    README, nor the Parquet copy of JSONL logs), and with `fmt="auto"` a directory mixing
+    formats is refused: a generated-logs folder may hold the same records in both.
     """
     files: dict[str, InputFile] = {}
     for pattern in paths:
@@ -105,15 +109,17 @@ def list_input_files(
         if not statuses:
             raise FileNotFoundError(f"no input files at {pattern}")
         found = []
-        for status in statuses:
+        for status, in_directory in statuses:
             path = status.getPath().toString()
             implied = format_of(path)
             chosen = implied if fmt == "auto" else fmt
-            if len(statuses) > 1 and (chosen is None or implied not in (None, chosen)):
-                continue  # e.g. the Parquet copy of JSONL logs, or a README beside the data
+            if in_directory and (implied is None or implied != chosen):
+                continue
             if chosen is None:
                 raise ValueError(f"cannot tell the format of {path}; pass --format")
             found.append(InputFile(path, status.getLen(), status.getModificationTime(), chosen))
+        if not found:
+            raise FileNotFoundError(f"no {fmt} input files at {pattern}")
         kinds = {f.format for f in found}
         if len(kinds) > 1:
             raise ValueError(f"{pattern} holds {sorted(kinds)} files; pass --format to choose one")
