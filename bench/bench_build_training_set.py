@@ -47,11 +47,12 @@ def jvm_peak_rss_mb(spark) -> float | None:
     return None
 
 
-def load_direct(spark, lake, logs_dir: Path) -> None:
+def load_direct(spark, lake, logs_dir: Path, window: TimeWindow) -> None:
     """Generated Parquet straight into the Delta tables (contract schemas), without validation.
 
-    Faster than `freshlake ingest` for big benchmarks; malformed generated rows then reach the
-    builder, which quarantines or counts them (they are part of its input).
+    Faster than `freshlake ingest` for big benchmarks. Rows dated outside the window (+/- a day,
+    the generator's future/ancient timestamps) are left out, as ingest would quarantine them;
+    the other malformed rows reach the builder, which quarantines or counts them.
     """
     for table, schema in (("impressions", IMPRESSION_SCHEMA), ("actions", ACTION_SCHEMA)):
         raw = spark.read.parquet(str(logs_dir / table))
@@ -70,7 +71,8 @@ def load_direct(spark, lake, logs_dir: Path) -> None:
         }
         df = raw.withColumns({k: v for k, v in columns.items() if k in schema.names})
         df = df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
-        lake.write(table, df, partition_by=["dt"])
+        first, last = window.start - timedelta(days=1), window.end + timedelta(days=1)
+        lake.write(table, df.where(F.col("dt").between(first, last)), partition_by=["dt"])
 
 
 def timed(label: str, fn):
@@ -86,7 +88,9 @@ def main() -> None:
     parser.add_argument("--impressions", type=int, default=10_000_000)
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--work", default="/tmp/freshlake_bench_build")
-    parser.add_argument("--reuse", action="store_true", help="reuse generated logs and tables")
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse the generated logs and tables found in --work"
+    )
     parser.add_argument(
         "--load",
         choices=["ingest", "direct"],
@@ -116,15 +120,19 @@ def main() -> None:
         f"  spark.driver.memory {spark.conf.get('spark.driver.memory', 'default')}, master {spark.sparkContext.master}"
     )
 
-    if not (args.reuse and lake.exists("impressions")):
+    if not args.reuse:
         shutil.rmtree(work, ignore_errors=True)
+    if not (logs_dir / "manifest.json").exists():
+        shutil.rmtree(logs_dir, ignore_errors=True)
         timed("generate logs (parquet)", lambda: generate_logs(config.generate, logs_dir))
+    if not (lake.exists("impressions") and lake.exists("actions")):
+        shutil.rmtree(root, ignore_errors=True)
         if args.load == "ingest":
             timed(
                 "ingest to Delta", lambda: ingest_files(config, spark, logs_layout(str(logs_dir)))
             )
         else:
-            timed("load to Delta (direct)", lambda: load_direct(spark, lake, logs_dir))
+            timed("load to Delta (direct)", lambda: load_direct(spark, lake, logs_dir, window))
     with JobRun("item-stats", config, lake) as run:
         timed("item_stats", lambda: write_item_stats(lake, config, window, run.run_id))
 

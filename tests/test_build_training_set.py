@@ -16,8 +16,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from features.examples import example_columns
-from freshlake.batch.training_set import QualityError, build_training_set
+from freshlake.batch.training_set import build_training_set
 from freshlake.batch.window import TimeWindow
+from freshlake.cli import run_module
 from freshlake.config import load_config
 from freshlake.lake import open_lake
 from freshlake.runs import JobRun
@@ -255,16 +256,28 @@ def test_a_window_replaces_only_its_own_partitions(world):
     )
 
 
-def test_too_many_bad_rows_fail_the_run_with_a_clear_message(spark, tmp_path):
-    config = make_config(tmp_path / "lake", **{"quality.max_bad_share": 0.01})
-    lake = open_lake(config, spark)
-    write_logs(spark, lake, generate(2_000, START, 7, items=20, seed=3, invalid_share=0.05))
-    with pytest.raises(QualityError, match=r"failed validation, above quality.max_bad_share=1.00%"):
-        build(lake, config)
+def test_cli_run_and_the_quality_gate(spark, tmp_path, capsys):
+    root = tmp_path / "lake"
+    lake = open_lake(make_config(root), spark)
+    write_logs(spark, lake, generate(2_000, START, 7, items=20, seed=3, invalid_share=0.04))
+    argv = ["--end", "2026-01-08", "--window-days", "7", "--set", f"lake.root={root}"]
+
+    # 80 of 2,080 rows (3.8%) are invalid: above a 1% limit the run fails and writes nothing.
+    strict = [*argv, "--set", "quality.max_bad_share=0.01"]
+    assert run_module("jobs.build_training_set", strict) == 1
+    assert "failed validation, above quality.max_bad_share=1.00%" in capsys.readouterr().err
     assert not lake.exists("examples")
-    row = lake.read("job_runs").first()
-    assert row.status == "failed" and "QualityError" in row.error
-    assert row.counts["quarantined"] == 100 and lake.read("quarantine").count() == 100
+    failed = lake.read("job_runs").first()
+    assert failed.status == "failed" and "QualityError" in failed.error
+    assert failed.counts["quarantined"] == 80 and lake.read("quarantine").count() == 80
+
+    # Under the default 5% limit it succeeds and prints the report.
+    assert (
+        run_module("jobs.build_training_set", [*argv, "--actions-until", "2026-01-08T02:00"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "window [2026-01-01, 2026-01-08)" in out and "Horvitz-Thompson" in out
+    assert lake.read("examples").count() > 0
 
 
 @pytest.mark.slow
