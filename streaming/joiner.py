@@ -251,7 +251,7 @@ class JoinerSink:
             impressions = decisions.drop("kind", "action", "action_at")
             if repeated:
                 impressions = impressions.where(~F.col("impression_id").isin(repeated))
-            written = {}
+            written, replayed = {}, False
             if secondary:
                 rows = spark.createDataFrame(secondary, ACTION_ROW).withColumn(
                     "dt", F.to_date("action_at")
@@ -272,6 +272,7 @@ class JoinerSink:
                     app_version=batch_id,
                 )
                 written[FRESH_EXAMPLES] = result.rows
+                replayed = result.skipped
             upgrades = self._upgrades(secondary)
             if upgrades:
                 written["upgraded"] = upgrade_labels(self.lake, FRESH_EXAMPLES, upgrades, labels)
@@ -289,6 +290,7 @@ class JoinerSink:
             batch_id=batch_id,
             committed_at=committed_at,
             rows_written=written,
+            skipped=replayed,
             latencies_s=[
                 (committed_at - r.action_at.replace(tzinfo=UTC)).total_seconds()
                 for r in fresh

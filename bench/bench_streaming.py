@@ -1,0 +1,197 @@
+"""Freshness benchmark: action -> committed positive example latency of the online joiner.
+
+Replays generated logs in `live` timing (re-stamped with the send time, action delays divided
+by --compression) into a local broker at --rate events/s while the joiner runs with a
+--trigger seconds processing-time trigger, then prints sustained events/s and p50/p99 of
+(commit time of a positive's example - its click's action_at). The baseline, measured in the same
+run at the same rate, is the raw produce -> consume latency through the broker.
+
+    .venv/bin/python bench/bench_streaming.py --rate 2000 --seconds 60 --trigger 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+
+from freshlake.config import BrokerConfig, GenerateConfig, build_config, load_config  # noqa: E402
+from streaming.broker import LocalBroker  # noqa: E402
+from streaming.metrics import quantile, read_metrics_log  # noqa: E402
+from streaming.offsets import consumer_config  # noqa: E402
+from streaming.producer import EventLogger, ensure_topics  # noqa: E402
+from streaming.queries import metrics_log_path  # noqa: E402
+from streaming.replay import load_logs, replay  # noqa: E402
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def raw_broker_latency(servers: str, rate: float, seconds: float) -> list[float]:
+    """Produce timestamped messages at `rate`/s and consume them: seconds from send to receipt."""
+    topic = f"latency-{int(time.time())}"
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    AdminClient({"bootstrap.servers": servers}).create_topics([NewTopic(topic, 2)])[topic].result()
+    consumer = Consumer(consumer_config(servers))
+    consumer.assign([TopicPartition(topic, p, 0) for p in (0, 1)])
+    latencies: list[float] = []
+    total = int(rate * seconds)
+
+    def consume() -> None:
+        deadline = time.monotonic() + seconds + 30
+        while len(latencies) < total and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.2):
+                if message.error() is None:
+                    latencies.append(time.time() - float(message.value()))
+
+    reader = threading.Thread(target=consume)
+    reader.start()
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 5})
+    start = time.monotonic()
+    for i in range(total):
+        wait = start + i / rate - time.monotonic()
+        if wait > 0.001:
+            time.sleep(wait)
+        producer.produce(topic, value=repr(time.time()).encode(), partition=i % 2)
+        producer.poll(0)
+    producer.flush()
+    reader.join()
+    consumer.close()
+    return latencies
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=2000.0, help="events/s (default 2000)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="replay duration (default 60)")
+    parser.add_argument("--trigger", type=float, default=2.0, help="trigger interval s (default 2)")
+    parser.add_argument("--compression", type=float, default=10.0, help="action delay divisor")
+    parser.add_argument("--window", type=int, default=60, help="attribution window s (default 60)")
+    parser.add_argument("--baseline-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
+    broker = LocalBroker(BrokerConfig(port=free_port(), state_dir=str(work / "broker")))
+    broker.start()
+    try:
+        base = load_config()
+        tree = base.model_dump(mode="json")
+        tree["lake"]["root"] = str(work / "lake")
+        tree["kafka"]["bootstrap_servers"] = broker.bootstrap_servers
+        tree["labels"]["attribution_window_seconds"] = args.window
+        tree["quality"]["imputation"] = {"hour": 12}
+        tree["streaming"].update(
+            {
+                "trigger_seconds": args.trigger,
+                "watermark_delay_seconds": 10,
+                "checkpoint_root": None,
+            }
+        )
+        config = build_config(tree)
+
+        print(f"baseline: raw produce -> consume at {args.rate:.0f}/s for {args.baseline_seconds}s")
+        baseline = raw_broker_latency(broker.bootstrap_servers, args.rate, args.baseline_seconds)
+
+        impressions_needed = int(args.rate * args.seconds * 1.05)
+        from freshlake.synth import generate_logs
+
+        logs = work / "logs"
+        settings = GenerateConfig(impressions=impressions_needed, days=1, seed=3, workers=1)
+        generate_logs(settings, logs, window_seconds=3600)
+        impressions, actions = load_logs(logs)
+        ensure_topics(config.kafka, config.kafka.topics.values())
+
+        from freshlake.lake import open_lake
+        from freshlake.spark import get_spark
+        from streaming.joiner import JOINER_QUERY, start_joiner
+        from streaming.metrics import MetricsRecorder
+
+        spark = get_spark(config)
+        lake = open_lake(config, spark)
+        recorder = MetricsRecorder(JOINER_QUERY, metrics_log_path(config, JOINER_QUERY), lake)
+        query = start_joiner(spark, config, lake, recorder)
+        time.sleep(args.trigger * 3)  # first (empty) batches: plans compiled, JVM warm
+
+        stats: dict = {}
+        producer = threading.Thread(
+            target=lambda: stats.update(
+                replay=replay(
+                    EventLogger(config.kafka),
+                    impressions,
+                    actions,
+                    rate=args.rate,
+                    timing="live",
+                    compression=args.compression,
+                )
+            )
+        )
+        started = time.monotonic()
+        producer.start()
+        while producer.is_alive():
+            query.awaitTermination(1.0)
+            recorder.drain(query)
+            if time.monotonic() - started > args.seconds * 3 + 120:
+                raise RuntimeError("replay did not finish")
+        time.sleep(args.trigger * 3 + 10)  # the last actions' batches
+        recorder.drain(query)
+        query.stop()
+        recorder.drain(query, final=True)
+        if query.exception():
+            raise RuntimeError(str(query.exception()))
+
+        rows = read_metrics_log(metrics_log_path(config, JOINER_QUERY))
+        latencies = [x for r in rows for x in r["latencies_s"]]
+        durations = [r["batch_duration_s"] for r in rows if r["input_rows"]]
+        sent = stats["replay"]
+        processed = sum(r["input_rows"] or 0 for r in rows)
+        busy = sum(d for d in durations if d)
+        result = {
+            "trigger_s": args.trigger,
+            "target_rate": args.rate,
+            "produced_events_per_s": round(sent.rate),
+            "events_produced": sum(sent.sent.values()),
+            "events_processed": processed,
+            "processing_events_per_s_while_busy": round(processed / busy) if busy else None,
+            "batches": len(durations),
+            "batch_duration_p50_s": quantile(durations, 0.5),
+            "positives": len(latencies),
+            "latency_p50_s": quantile(latencies, 0.5),
+            "latency_p99_s": quantile(latencies, 0.99),
+            "latency_max_s": max(latencies) if latencies else None,
+            "baseline_broker_p50_s": quantile(baseline, 0.5),
+            "baseline_broker_p99_s": quantile(baseline, 0.99),
+        }
+        if result["latency_p50_s"] and result["baseline_broker_p50_s"]:
+            result["p50_ratio_vs_broker"] = round(
+                result["latency_p50_s"] / result["baseline_broker_p50_s"], 1
+            )
+        print(json.dumps(result, indent=2))
+        targets = (result["latency_p50_s"] or 1e9) < 5 and (result["latency_p99_s"] or 1e9) < 15
+        print(
+            f"target p50 < 5 s and p99 < 15 s at {args.rate:.0f} events/s: "
+            f"{'met' if targets else 'NOT met'}"
+        )
+    finally:
+        broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
