@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "broker": "streaming.broker_cli",
     "produce": "streaming.produce_cli",
     "stream-ingest": "streaming.ingest_cli",
+    "stream-join": "streaming.join_cli",
+    "parity": "streaming.parity_cli",
     "cluster": "freshlake.cluster.cli",
     "forget-user": "jobs.forget_user",
     "maintain": "jobs.maintain",
