@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "stream-join": "streaming.join_cli",
     "parity": "streaming.parity_cli",
     "cluster": "freshlake.cluster.cli",
+    "demo": "freshlake.demo",
+    "config": "freshlake.config_cli",
     "forget-user": "jobs.forget_user",
     "maintain": "jobs.maintain",
 }
@@ -86,6 +88,7 @@ def _execute(module: ModuleType, args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        args.config_path = args.config  # kept for commands that run other commands
         args.config = load_config(args.config, args.overrides)
     except ConfigError as exc:
         print(f"freshlake: config error: {exc}", file=sys.stderr)
