@@ -291,12 +291,12 @@ def check_records(
         F.when(F.col("_parse_error").isNull(), F.from_json(F.col("value"), STRING_MAP)),
     )
     known = F.array(*[F.lit(n) for n in contract.names])
-    extra = F.map_filter(F.col("_parsed"), lambda k, _: ~F.array_contains(known, k))
+    unknown = F.map_filter(F.col("_parsed"), lambda k, _: ~F.array_contains(known, k))
     texts = parsed.select(
         "*",
         *[F.col("_parsed").getItem(n).alias(f"_t_{n}") for n in contract.names],
-        F.when(F.size(extra) > 0, extra).alias("extra"),
-    )
+        unknown.alias("_unknown"),
+    ).withColumn("extra", F.when(F.size("_unknown") > 0, F.col("_unknown")))
     typed = texts.select(
         "*",
         *[_cast(field, _text(field.name)).alias(f"_v_{field.name}") for field in contract.fields],
