@@ -15,8 +15,9 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from freshlake.config import Config
 from training.artifact import read_card
+from training.job import JOB_FILE, TrainJob
 from training.snapshot import open_snapshot, table_uri
-from training.trainer import JOB_FILE, TrainJob, train
+from training.trainer import train
 
 
 @dataclass(frozen=True)

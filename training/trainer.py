@@ -9,15 +9,12 @@ every shard's position), the model and its card.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -29,92 +26,19 @@ from training.artifact import (
     save_model,
     write_card,
 )
+from training.audit import RowAudit
 from training.batch import Batch, FeatureLayout, empty_batch
 from training.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from training.dataset import DeltaExamples
 from training.distributed import DistContext, all_gather, all_sum, barrier, init_distributed
 from training.distributed import shutdown as shutdown_distributed
 from training.evaluate import SPLIT_COLUMN, NoEvalRowsError, evaluate_model
+from training.job import TrainJob, job_snapshot
 from training.model import CTRModel, ModelShape, make_optimizer, weighted_log_loss
-from training.snapshot import Snapshot, added_since, open_snapshot
+from training.snapshot import Snapshot
 from training.units import plan_units
 
 log = logging.getLogger(__name__)
-
-JOB_FILE = "job.json"
-AUDIT_DIR = "audit"
-
-
-@dataclass
-class TrainJob:
-    """What to train on and where to write; saved as `job.json` in the output folder."""
-
-    config: dict[str, Any]  # the full freshlake config, as JSON
-    table: str
-    table_uri: str
-    version: int
-    out_dir: str
-    since_version: int | None = None  # train only on files added after this version
-    warm_start: str | None = None  # a model folder to start from
-    start_date: str | None = None  # dt partitions in [start_date, end_date)
-    end_date: str | None = None
-    # Record which `audit_column` values each step consumed (audits, exactly-once tests).
-    audit_column: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def save(self) -> Path:
-        path = Path(self.out_dir) / JOB_FILE
-        path.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> TrainJob:
-        return cls(**json.loads(Path(path).read_text()))
-
-    def parsed_config(self) -> Config:
-        return Config.model_validate(self.config)
-
-
-def job_snapshot(job: TrainJob, config: Config) -> Snapshot:
-    """The pinned snapshot, narrowed to the job's dates and to files added since a version."""
-    from datetime import date
-
-    options = config.lake.storage_options
-    snapshot = open_snapshot(job.table_uri, job.version, options)
-    snapshot = snapshot.between_dates(
-        date.fromisoformat(job.start_date) if job.start_date else None,
-        date.fromisoformat(job.end_date) if job.end_date else None,
-    )
-    if job.since_version is not None:
-        snapshot = added_since(snapshot, job.since_version, options)
-    return snapshot
-
-
-class _Audit:
-    """Per-rank record of consumed `column` values, flushed with every checkpoint."""
-
-    def __init__(self, out_dir: str, column: str | None, rank: int, resumed_step: int):
-        self.column, self.rank = column, rank
-        self.folder = Path(out_dir) / AUDIT_DIR
-        self.pending: list[np.ndarray] = []
-        if column:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            # Segments a crashed run wrote after its last checkpoint are consumed again now.
-            for path in self.folder.glob(f"*-rank{rank}.npy"):
-                if int(path.name.split("-step")[1][:8]) > resumed_step:
-                    path.unlink()
-
-    def add(self, batch: Batch) -> None:
-        if self.column and len(batch):
-            self.pending.append(batch.extras[self.column].numpy().astype(np.int64))
-
-    def flush(self, epoch: int, step: int) -> None:
-        """Values consumed up to `step`; a replay after a crash rewrites the same file names."""
-        if not self.column or not self.pending:
-            return
-        values = np.concatenate(self.pending)
-        np.save(self.folder / f"epoch{epoch}-step{step:08d}-rank{self.rank}.npy", values)
-        self.pending = []
 
 
 def _build_model(config: Config, layout: FeatureLayout, warm_start: str | None) -> CTRModel:
@@ -192,7 +116,7 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
     if ctx.distributed:
         wrapped = torch.nn.parallel.DistributedDataParallel(model)
 
-    audit = _Audit(job.out_dir, job.audit_column, ctx.rank, state.step)
+    audit = RowAudit(job.out_dir, job.audit_column, ctx.rank, state.step)
     empty = empty_batch(layout).to(ctx.device)
     progress = _progress(ctx, snapshot.num_rows * (t.epochs - state.epoch), t.batch_size)
     started, rows_at_start = time.perf_counter(), state.rows_read
@@ -227,7 +151,7 @@ def _train_epoch(
     wrapped: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     state: TrainState,
-    audit: _Audit,
+    audit: RowAudit,
     progress,
     empty: Batch,
 ) -> int:
@@ -301,7 +225,7 @@ def _checkpoint(
     state: TrainState,
     positions: dict[int, tuple[int, int]],
     local_rows: int,
-    audit: _Audit,
+    audit: RowAudit,
 ) -> None:
     """Gather every rank's shard positions and rows; rank 0 writes the checkpoint."""
     gathered = all_gather(ctx, (positions, local_rows))

@@ -9,7 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from training.trainer import TrainJob, train
+from training.job import TrainJob
+from training.trainer import train
 
 
 def main(argv: Sequence[str] | None = None) -> int:
