@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,22 +122,27 @@ def run_torchrun(job: TrainJob, topology: Topology) -> int:
     return subprocess.run(torchrun_command(job_path, topology), env=env, check=False).returncode
 
 
-def train_job_file(job_path: str) -> dict[str, Any] | None:
-    """The function TorchDistributor runs in every task: train the job saved at `job_path`."""
-    return train(TrainJob.load(job_path))
+def train_job_dict(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The function TorchDistributor runs in every task (the job travels with the function, so
+    only `out_dir` needs storage all tasks share)."""
+    return train(TrainJob(**job))
 
 
 def run_on_spark(
     job: TrainJob, num_processes: int, *, local_mode: bool = False, use_gpu: bool = False
 ) -> dict[str, Any] | None:
-    """Run the job as a barrier stage of Spark tasks (the out dir must be on shared storage)."""
+    """Run the job as a barrier stage of Spark tasks on the configured Spark master (or the
+    active session), e.g. Databricks; rank 0's task writes the model to `job.out_dir`."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    job_path = job.save()
+    from freshlake.spark import get_spark
+
+    get_spark(job.parsed_config())  # TorchDistributor needs an active session
+    job.save()
     distributor = TorchDistributor(
         num_processes=num_processes, local_mode=local_mode, use_gpu=use_gpu
     )
-    return distributor.run(train_job_file, str(job_path))
+    return distributor.run(train_job_dict, asdict(job))
 
 
 __all__ = ["JOB_FILE", "Topology", "make_job", "run_on_spark", "run_torchrun", "torchrun_command"]
