@@ -12,7 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--available-now",
         action="store_true",
-        help="process what is in the topics now, then stop (trigger availableNow)",
+        help="process what is in the topics now, then stop (trigger availableNow); negatives "
+        "whose window closes only with the last events wait for the next run, as Spark moves "
+        "the watermark after a restart once every input has new data",
     )
     parser.add_argument("--seconds", type=float, help="stop after this many seconds")
 

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
@@ -105,7 +105,7 @@ def joined_stream(impressions: DataFrame, actions: DataFrame, config: Config) ->
     action_at null for a negative (emitted once the watermark passes the window).
     """
     labels = config.labels
-    positive = actions.where(F.col("action") == labels.positive_action).select(
+    positive = actions.where(_after_watermark(F.col("action") == labels.positive_action)).select(
         F.col("impression_id").alias("_a_impression_id"), F.col("action_at").alias("_a_action_at")
     )
     condition = (F.col("impression_id") == F.col("_a_impression_id")) & attribution_condition(
@@ -119,7 +119,7 @@ def joined_stream(impressions: DataFrame, actions: DataFrame, config: Config) ->
     )
     types = {f.name: f.dataType for f in IMPRESSION_SCHEMA}
     secondary = (
-        actions.where(F.col("action") != labels.positive_action)
+        actions.where(_after_watermark(F.col("action") != labels.positive_action))
         .dropDuplicatesWithinWatermark(["impression_id", "action", "action_at"])
         .select(
             F.lit(SECONDARY).alias("kind"),
@@ -132,6 +132,18 @@ def joined_stream(impressions: DataFrame, actions: DataFrame, config: Config) ->
         )
     )
     return decisions.unionByName(secondary)
+
+
+def _after_watermark(condition: Column) -> Column:
+    """`condition`, written so Spark cannot push it below the actions' watermark.
+
+    A filter that does not mention the event-time column is pushed under EventTimeWatermark, and
+    each branch would then have its own watermark seeing only its action type. After a restart
+    Spark restores only the global watermark and, with the `min` policy, holds it until every
+    watermark input has seen new data: a branch whose type is rare (conversions) would stall
+    the negatives. Tying the condition to `action_at` keeps one view of all actions per branch.
+    """
+    return F.when(F.col("action_at").isNotNull(), condition)
 
 
 # -- what the joiner remembers between micro-batches ----------------------------------------------

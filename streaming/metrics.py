@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,10 +74,20 @@ def quantile(values: list[float], q: float) -> float | None:
 class MetricsRecorder:
     """Collects sink reports and Spark progress; writes them once both are known."""
 
-    def __init__(self, query_name: str, log_path: str | Path | None, lake=None):
+    def __init__(
+        self,
+        query_name: str,
+        log_path: str | Path | None,
+        lake=None,
+        table_every_s: float = 30.0,
+    ):
         self.query_name = query_name
         self.log_path = Path(log_path) if log_path else None
         self.lake = lake
+        # Rows reach the Delta table in groups (one commit per `table_every_s`), JSON at once.
+        self.table_every_s = table_every_s
+        self._pending_table_rows: list[dict[str, Any]] = []
+        self._last_table_write = time.monotonic()
         self._reports: dict[int, BatchReport] = {}
         self._lock = threading.Lock()
 
@@ -92,8 +103,13 @@ class MetricsRecorder:
             ready = [b for b in sorted(self._reports) if b in progress or final]
             reports = [self._reports.pop(b) for b in ready]
         rows = [self._row(r, progress.get(r.batch_id), str(query.id)) for r in reports]
-        if rows:
-            self._write(rows)
+        self._write_log(rows)
+        self._pending_table_rows.extend(rows)
+        due = time.monotonic() - self._last_table_write >= self.table_every_s
+        if self._pending_table_rows and (final or due):
+            self._write_table(self._pending_table_rows)
+            self._pending_table_rows = []
+            self._last_table_write = time.monotonic()
         return rows
 
     def _row(self, report: BatchReport, progress: dict | None, query_id: str) -> dict[str, Any]:
@@ -125,12 +141,14 @@ class MetricsRecorder:
             "latencies_s": [round(x, 3) for x in lat],
         }
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        if self.log_path is not None:
+    def _write_log(self, rows: list[dict[str, Any]]) -> None:
+        if self.log_path is not None and rows:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "a") as out:
                 for row in rows:
                     out.write(json.dumps(row, default=_json_default) + "\n")
+
+    def _write_table(self, rows: list[dict[str, Any]]) -> None:
         if self.lake is not None:
             columns = [f.name for f in METRICS_SCHEMA]
             df = self.lake.spark.createDataFrame(

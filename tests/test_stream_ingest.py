@@ -51,9 +51,9 @@ def test_bronze_ingest_quarantines_bad_records_and_keeps_running(spark, stream_c
         _wait_for(lambda: lake.read("impressions").count() == 25)
         _wait_for(lambda: lake.read("quarantine").count() == 4)
         assert query.isActive and query.exception() is None
-        recorder.drain(query)
     finally:
         query.stop()
+    recorder.drain(query, final=True)
 
     impressions = lake.read("impressions")
     assert sorted(r.impression_id for r in impressions.collect()) == sorted(
