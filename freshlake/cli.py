@@ -37,6 +37,8 @@ COMMANDS: dict[str, str] = {
     "config": "freshlake.config_cli",
     "forget-user": "jobs.forget_user",
     "maintain": "jobs.maintain",
+    "monitor": "jobs.monitor",
+    "report": "jobs.report",
 }
 
 

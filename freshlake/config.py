@@ -228,6 +228,30 @@ class MaintenanceConfig(Section):
     vacuum_retention_hours: float = Field(default=168, ge=0)
 
 
+class MonitorConfig(Section):
+    """Data-quality monitors (`freshlake monitor`): what is compared and when an alert fires."""
+
+    # Per-source share of impressions: the column naming the source, and the trailing baseline.
+    source_column: str = "region"
+    baseline_days: int = Field(default=7, ge=1)
+    min_baseline_days: int = Field(default=2, ge=1)
+    # A source alerts when its share falls below (1 - max_share_drop) x its baseline share.
+    max_share_drop: float = Field(default=0.5, gt=0, le=1)
+    min_baseline_share: float = Field(default=0.01, ge=0, le=1)  # smaller sources are ignored
+    # Daily volume and CTR: alert when |z| > max_z and the relative change > min_relative_change.
+    max_z: float = Field(default=4.0, gt=0)
+    min_relative_change: float = Field(default=0.3, ge=0)
+    # Train/serving skew between `examples` and the latest day of `fresh_examples`.
+    max_psi: float = Field(default=0.2, gt=0)
+    psi_bins: int = Field(default=10, ge=2)
+    psi_top_k: int = Field(default=20, ge=1)
+    # Clicks joined into the examples / clicks logged for the same impressions.
+    min_label_coverage: float = Field(default=0.9, gt=0, le=1)
+    # Age of the last `fresh_examples` commit and of the model (card `created_at`).
+    max_fresh_age_minutes: float = Field(default=60, gt=0)
+    max_model_age_hours: float = Field(default=48, gt=0)
+
+
 class Config(Section):
     lake: LakeConfig = Field(default_factory=LakeConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -247,6 +271,7 @@ class Config(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     def config_hash(self) -> str:
         """A stable short hash of the effective config, recorded with every job run."""
