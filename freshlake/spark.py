@@ -88,3 +88,16 @@ def _try_set(session: SparkSession, key: str, value: str) -> None:
     """Set a runtime SQL conf; static confs of an existing session are left as the launcher set them."""
     with contextlib.suppress(Exception):  # static conf of a running cluster session
         session.conf.set(key, value)
+
+
+def jvm_class_available(spark: SparkSession, class_name: str) -> bool:
+    """True when Spark's JVM can load `class_name` (e.g. a connector jar is on the classpath)."""
+    try:
+        jvm = spark._jvm  # noqa: SLF001 - no public API to probe the classpath
+        if jvm is None:  # Spark Connect: no JVM in this process
+            return False
+        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        jvm.java.lang.Class.forName(class_name, False, loader)
+    except Exception:  # noqa: BLE001 - any failure means the class is not loadable
+        return False
+    return True

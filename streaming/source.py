@@ -11,6 +11,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 
 from freshlake.config import Config
+from freshlake.spark import jvm_class_available
 
 KAFKA_PROVIDER_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
 KAFKA_COLUMNS = ["key", "value", "topic", "partition", "offset", "timestamp", "timestampType"]
@@ -18,15 +19,7 @@ KAFKA_COLUMNS = ["key", "value", "topic", "partition", "offset", "timestamp", "t
 
 def builtin_kafka_available(spark: SparkSession) -> bool:
     """True when Spark's JVM can load the built-in Kafka source (spark-sql-kafka-0-10 jar)."""
-    try:
-        jvm = spark._jvm  # noqa: SLF001 - no public API to probe the classpath
-        if jvm is None:
-            return False
-        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
-        jvm.java.lang.Class.forName(KAFKA_PROVIDER_CLASS, False, loader)
-    except Exception:  # noqa: BLE001 - any failure means the classes are not loadable
-        return False
-    return True
+    return jvm_class_available(spark, KAFKA_PROVIDER_CLASS)
 
 
 def kafka_format(spark: SparkSession, config: Config) -> str:

@@ -8,21 +8,14 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from freshlake.lake.engine import LakeEngine, WriteMode, WriteResult
+from freshlake.spark import jvm_class_available
 
 DELTA_CLASS = "io.delta.tables.DeltaTable"
 
 
 def delta_spark_available(spark: SparkSession) -> bool:
     """True when Spark's JVM can load the Delta Lake classes (Databricks, `--packages` delta)."""
-    try:
-        jvm = spark._jvm  # noqa: SLF001 - no public API to probe the classpath
-        if jvm is None:
-            return False
-        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
-        jvm.java.lang.Class.forName(DELTA_CLASS, False, loader)
-    except Exception:  # noqa: BLE001 - any failure means the classes are not loadable
-        return False
-    return True
+    return jvm_class_available(spark, DELTA_CLASS)
 
 
 def _replace_where(replace: Mapping[str, Sequence[str]]) -> str:
