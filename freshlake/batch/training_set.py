@@ -1,9 +1,9 @@
 """The batch training-set builder: impressions + actions of a time window -> `examples`.
 
-Every input row is classified (freshlake.batch.classify) on a narrow projection of the fields
-that decide its outcome: one pass counts every outcome and computes the Horvitz–Thompson
-check, a second one selects the kept rows, whose full rows are then picked with a broadcast
-join, given their features and written. Re-running a window replaces exactly its `dt`
+Every input row is classified once (freshlake.batch.classify) on a narrow projection of the
+fields that decide its outcome, kept on local disk: one pass counts every outcome and computes
+the Horvitz–Thompson check, then the kept rows' full rows are picked with a broadcast join,
+given their features and written. Re-running a window replaces exactly its `dt`
 partitions in one atomic commit and writes identical rows.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -108,10 +109,17 @@ def build_training_set(
 
     narrow = screen(impressions.select(*OUTCOME_COLUMNS), window, blackout)
     firsts = first_actions(narrow, actions, plan).persist()
+    # Classified once, kept on local disk: the count and the write pass read the same rows.
+    carried = [*label_output_columns(config.labels), "sample_prob", "stratum"]
+    classified = (
+        classify(narrow, firsts, plan)
+        .select(*OUTCOME_COLUMNS, "outcome", "reason", *carried)
+        .persist(StorageLevel.DISK_ONLY)
+    )
     try:
         with run.timed("count"):
             report = summarize(
-                classify(narrow, firsts, plan),
+                classified,
                 config.labels,
                 run.run_id,
                 str(window),
@@ -134,13 +142,14 @@ def build_training_set(
                 screened.where(F.col("outcome").isNull()), spec, config.quality
             )
         with run.timed("write"):
-            kept = classify(narrow, firsts, plan).where(is_outcome("written"))
-            rows = kept_rows(impressions, kept, config, report.outcomes["written"])
+            kept = classified.where(is_outcome("written")).select(*OUTCOME_COLUMNS, *carried)
+            rows = kept_rows(impressions, kept, carried, report.outcomes["written"])
             examples = example_rows(rows, config, window, report.fill_values, run.run_id)
             result = write_examples(lake, examples, window, run.run_id)
         report.written_rows = result.rows
         report.output_versions[EXAMPLES] = result.version
     finally:
+        classified.unpersist()
         firsts.unpersist()
     report.reconcile()
     report.timings = dict(run.timings)
@@ -148,15 +157,13 @@ def build_training_set(
     return report
 
 
-def kept_rows(impressions: DataFrame, kept: DataFrame, config: Config, count: int) -> DataFrame:
-    """The full impression rows of the kept (classified, narrow) rows, with their labels.
+def kept_rows(impressions: DataFrame, kept: DataFrame, carried: list[str], count: int) -> DataFrame:
+    """The full impression rows of the kept rows (outcome columns + `carried` label columns).
 
     A kept row is found by its outcome columns; copies that agree on all of them (exact
     re-sends, usually) are reduced to one by `dedup_impressions`, so each kept impression
     appears once and the same copy wins on every run. The kept side is broadcast when small.
     """
-    carried = [*label_output_columns(config.labels), "sample_prob", "stratum"]
-    kept = kept.select(*OUTCOME_COLUMNS, *carried)
     if count <= BROADCAST_KEPT_ROWS:
         kept = F.broadcast(kept)
     full, keys = impressions.alias("i"), kept.alias("k")
