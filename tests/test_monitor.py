@@ -81,6 +81,14 @@ def test_stopped_region_volume_drop_and_lost_clicks_fire(troubled):
     assert [r for r in earlier if r.status != OK] == []
 
 
+def test_a_day_without_any_impression_fires_on_volume(healthy):
+    config, lake = healthy
+    results = traffic_checks(lake, config, LAST_DAY + timedelta(days=1))
+    volume = by_subject(results, "volume")["impressions"]
+    assert volume.status == ALERT and "-100.0%" in volume.detail
+    assert by_subject(results, "ctr")["click"].status == SKIPPED
+
+
 def test_traffic_checks_skip_without_history(healthy):
     config, lake = healthy
     first_day = LAST_DAY - timedelta(days=5)

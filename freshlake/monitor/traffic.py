@@ -82,22 +82,23 @@ def volume_ctr_checks(
 ) -> list[CheckResult]:
     """Impression volume and CTR of `day` against the trailing days (`daily`: dt, impressions, ctr).
 
-    CTR's spread is at least its binomial standard error on the day's volume.
+    CTR's spread is at least its binomial standard error on the day's volume. A day without any
+    impression has volume 0 (a total outage fires) and no CTR.
     """
-    rows = daily[daily["dt"] == day]
-    if rows.empty:
-        return [skipped("volume", "impressions", f"no impressions on {day}", day)]
     history = _baseline(daily, day, cfg)
     if len(history) < cfg.min_baseline_days:
         reason = f"{len(history)} baseline days, need {cfg.min_baseline_days}"
         return [skipped(n, s, reason, day) for n, s in (("volume", "impressions"), ("ctr", action))]
-    today = rows.iloc[0]
-    volume = float(today["impressions"])
-    ctr = float(today["ctr"])
+    rows = daily[daily["dt"] == day]
+    volume = float(rows["impressions"].sum())
+    volumes = history["impressions"].to_numpy(dtype=float)
+    results = [
+        anomaly("volume", "impressions", volume, volumes, math.sqrt(volumes.mean()), cfg, day)
+    ]
+    if rows.empty:
+        return [*results, skipped("ctr", action, f"no impressions on {day}", day)]
+    ctr = float(rows.iloc[0]["ctr"])
     mean_ctr = float(history["ctr"].mean())
     binomial = math.sqrt(max(mean_ctr * (1 - mean_ctr), 0.0) / max(volume, 1.0))
-    volumes = history["impressions"].to_numpy(dtype=float)
-    return [
-        anomaly("volume", "impressions", volume, volumes, math.sqrt(volumes.mean()), cfg, day),
-        anomaly("ctr", action, ctr, history["ctr"].to_numpy(dtype=float), binomial, cfg, day),
-    ]
+    ctrs = history["ctr"].to_numpy(dtype=float)
+    return [*results, anomaly("ctr", action, ctr, ctrs, binomial, cfg, day)]
