@@ -162,19 +162,18 @@ def generate(
             "true_ctr": base_ctr * (1 - late_share),
         }
     )
-    return SyntheticLogs(impressions, actions, truth, item_truth, dup_rows, int(bad.sum()), misdated)
+    return SyntheticLogs(
+        impressions, actions, truth, item_truth, dup_rows, int(bad.sum()), misdated
+    )
 
 
-def write_logs(spark, lake, logs: SyntheticLogs, partitions: int | None = None) -> None:
+def write_logs(spark, lake, logs: SyntheticLogs) -> None:
     """Write the logs to the lake's `impressions` and `actions` tables (contract schemas)."""
     for table, data, schema in (
         ("impressions", logs.impressions, IMPRESSION_SCHEMA),
         ("actions", logs.actions, ACTION_SCHEMA),
     ):
-        df = _to_spark(spark, data, schema)
-        if partitions:
-            df = df.repartition(partitions)
-        lake.write(table, df, partition_by=["dt"])
+        lake.write(table, _to_spark(spark, data, schema), partition_by=["dt"])
 
 
 def _to_spark(spark, data: pa.Table, schema):
