@@ -105,7 +105,7 @@ def joined_stream(impressions: DataFrame, actions: DataFrame, config: Config) ->
     action_at null for a negative (emitted once the watermark passes the window).
     """
     labels = config.labels
-    positive = actions.where(_after_watermark(F.col("action") == labels.positive_action)).select(
+    positive = actions.where(_is_action(labels.positive_action)).select(
         F.col("impression_id").alias("_a_impression_id"), F.col("action_at").alias("_a_action_at")
     )
     condition = (F.col("impression_id") == F.col("_a_impression_id")) & attribution_condition(
@@ -119,7 +119,7 @@ def joined_stream(impressions: DataFrame, actions: DataFrame, config: Config) ->
     )
     types = {f.name: f.dataType for f in IMPRESSION_SCHEMA}
     secondary = (
-        actions.where(_after_watermark(F.col("action") != labels.positive_action))
+        actions.where(~_is_action(labels.positive_action))
         .dropDuplicatesWithinWatermark(["impression_id", "action", "action_at"])
         .select(
             F.lit(SECONDARY).alias("kind"),
@@ -134,16 +134,17 @@ def joined_stream(impressions: DataFrame, actions: DataFrame, config: Config) ->
     return decisions.unionByName(secondary)
 
 
-def _after_watermark(condition: Column) -> Column:
-    """`condition`, written so Spark cannot push it below the actions' watermark.
+def _is_action(action: str) -> Column:
+    """`action == <action>`, written so that Spark cannot push it below the actions' watermark.
 
-    A filter that does not mention the event-time column is pushed under EventTimeWatermark, and
-    each branch would then have its own watermark seeing only its action type. After a restart
-    Spark restores only the global watermark and, with the `min` policy, holds it until every
-    watermark input has seen new data: a branch whose type is rare (conversions) would stall
-    the negatives. Tying the condition to `action_at` keeps one view of all actions per branch.
+    A filter that does not mention the event-time column is pushed under EventTimeWatermark, so
+    each branch (positive actions, other actions) would get its own watermark seeing only its
+    action type. After a restart Spark restores only the global watermark and, with the `min`
+    policy, holds it until every watermark input has new data: a quiet branch would stall the
+    negatives. A predicate that also reads `action_at` stays above the one shared watermark.
     """
-    return F.when(F.col("action_at").isNotNull(), condition)
+    tagged = F.concat_ws("|", F.col("action"), F.col("action_at").cast("string"))
+    return tagged.startswith(f"{action}|")
 
 
 # -- what the joiner remembers between micro-batches ----------------------------------------------

@@ -107,22 +107,25 @@ def test_sigkill_twice_loses_and_duplicates_nothing(stream_config, tmp_path):
     _kill_after_commits(second, table, commits=2)
     # The last run stops cleanly (SIGTERM) once the heartbeat's watermark closed every window.
     final = _start_joiner(config_path)
-    # A heartbeat three hours after the last impression, on both topics, moves the watermark past
-    # every window. It comes after the restart, as live traffic would: Spark restores only the
-    # global watermark and moves it again once every input has new data.
+    # Live traffic resumes: heartbeats three hours after the last impression, on both topics,
+    # move the watermark past every window (after a restart Spark restores only the global
+    # watermark and moves it again with new data on its inputs).
     last = max(r.event_ms for r in impressions if r.event_ms is not None)
     beat = datetime.fromtimestamp(last / 1000, UTC) + timedelta(hours=3)
-    logger.log_impression(
-        {"impression_id": "heartbeat", "user_id": "u", "item_id": "i", "served_at": beat}
-    )
-    logger.log_action({"impression_id": "heartbeat", "action": "like", "action_at": beat})
-    logger.flush()
     metrics_log = Path(metrics_log_path(config, "joiner"))
     closed = (beat - timedelta(seconds=config.streaming.watermark_delay_seconds)).isoformat()
     deadline = time.monotonic() + 900
+    sent = 0
     while not any(m["watermark"] and m["watermark"] >= closed for m in _metrics(metrics_log)):
         assert final.poll() is None and time.monotonic() < deadline, "the joiner stalled"
-        time.sleep(1)
+        at = beat + timedelta(seconds=sent)
+        logger.log_impression(
+            {"impression_id": f"heartbeat-{sent}", "user_id": "u", "item_id": "i", "served_at": at}
+        )
+        logger.log_action({"impression_id": f"heartbeat-{sent}", "action": "like", "action_at": at})
+        logger.flush()
+        sent += 1
+        time.sleep(2)
     final.send_signal(signal.SIGTERM)
     assert final.wait(120) == 0
 
