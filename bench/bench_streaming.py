@@ -48,7 +48,8 @@ def raw_broker_latency(servers: str, rate: float, seconds: float) -> list[float]
     topic = f"latency-{int(time.time())}"
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    AdminClient({"bootstrap.servers": servers}).create_topics([NewTopic(topic, 2)])[topic].result()
+    admin = AdminClient({"bootstrap.servers": servers})
+    admin.create_topics([NewTopic(topic, 2)])[topic].result()
     consumer = Consumer(consumer_config(servers))
     consumer.assign([TopicPartition(topic, p, 0) for p in (0, 1)])
     latencies: list[float] = []

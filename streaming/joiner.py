@@ -24,6 +24,10 @@ Semantics (DESIGN.md sections 3 and 4), one row per kept impression:
   batch builder calls; rarity comes from the latest `item_stats` snapshot (a static table).
   `recency_weight` is measured from the commit time; in `split.mode=time` every fresh row is
   `train` (the eval days are a property of a batch window), `user_hash` splits as in batch.
+- Watermarks: Spark's `min` policy over its watermark inputs, which here are the impressions,
+  the positive actions and the other actions (Spark pushes the action-type filters below the
+  actions' watermark, so each type gets its own): negatives are emitted as the slowest of the
+  three advances, so a long pause of one action type delays negatives (never drops data).
 - Writes go through foreachBatch with idempotent Delta transactions (application id
   `joiner/<query id>`, version = batch id): a batch replayed after a crash writes nothing twice.
 """
@@ -35,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
@@ -105,7 +109,7 @@ def joined_stream(impressions: DataFrame, actions: DataFrame, config: Config) ->
     action_at null for a negative (emitted once the watermark passes the window).
     """
     labels = config.labels
-    positive = actions.where(_is_action(labels.positive_action)).select(
+    positive = actions.where(F.col("action") == labels.positive_action).select(
         F.col("impression_id").alias("_a_impression_id"), F.col("action_at").alias("_a_action_at")
     )
     condition = (F.col("impression_id") == F.col("_a_impression_id")) & attribution_condition(
@@ -119,7 +123,7 @@ def joined_stream(impressions: DataFrame, actions: DataFrame, config: Config) ->
     )
     types = {f.name: f.dataType for f in IMPRESSION_SCHEMA}
     secondary = (
-        actions.where(~_is_action(labels.positive_action))
+        actions.where(F.col("action") != labels.positive_action)
         .dropDuplicatesWithinWatermark(["impression_id", "action", "action_at"])
         .select(
             F.lit(SECONDARY).alias("kind"),
@@ -132,19 +136,6 @@ def joined_stream(impressions: DataFrame, actions: DataFrame, config: Config) ->
         )
     )
     return decisions.unionByName(secondary)
-
-
-def _is_action(action: str) -> Column:
-    """`action == <action>`, written so that Spark cannot push it below the actions' watermark.
-
-    A filter that does not mention the event-time column is pushed under EventTimeWatermark, so
-    each branch (positive actions, other actions) would get its own watermark seeing only its
-    action type. After a restart Spark restores only the global watermark and, with the `min`
-    policy, holds it until every watermark input has new data: a quiet branch would stall the
-    negatives. A predicate that also reads `action_at` stays above the one shared watermark.
-    """
-    tagged = F.concat_ws("|", F.col("action"), F.col("action_at").cast("string"))
-    return tagged.startswith(f"{action}|")
 
 
 # -- what the joiner remembers between micro-batches ----------------------------------------------

@@ -122,7 +122,10 @@ def test_sigkill_twice_loses_and_duplicates_nothing(stream_config, tmp_path):
         logger.log_impression(
             {"impression_id": f"heartbeat-{sent}", "user_id": "u", "item_id": "i", "served_at": at}
         )
-        logger.log_action({"impression_id": f"heartbeat-{sent}", "action": "like", "action_at": at})
+        for kind in ("click", "like"):  # each action type moves its own watermark input
+            logger.log_action(
+                {"impression_id": f"heartbeat-{sent}", "action": kind, "action_at": at}
+            )
         logger.flush()
         sent += 1
         time.sleep(2)
