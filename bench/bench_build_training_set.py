@@ -5,7 +5,8 @@ the `impressions` / `actions` Delta tables, compute `item_stats`, then time
 - the builder over the whole 7-day window (input impressions per second), and
 - the baseline in the same run: a plain Spark read of both inputs (every column) and a Delta
   write (same engine) of as many impression rows as the builder wrote,
-and print the ratio. Peak memory: the JVM's peak resident set (VmHWM) and the Python driver's.
+and print the ratios of wall time and of Spark CPU time (JVM + Python workers; steadier than
+wall time on a shared machine). Peak memory: the JVM's peak resident set (VmHWM) and the Python driver's.
 
     .venv/bin/python bench/bench_build_training_set.py --impressions 10000000 --work /tmp/bench_build
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import time
@@ -75,12 +77,38 @@ def load_direct(spark, lake, logs_dir: Path, window: TimeWindow) -> None:
         lake.write(table, df.where(F.col("dt").between(first, last)), partition_by=["dt"])
 
 
-def timed(label: str, fn):
-    start = time.perf_counter()
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of a process and its live descendants (Python workers) plus reaped children.
+
+    Unlike wall time, this barely moves when other jobs share the machine's cores.
+    """
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    ticks, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        fields = stats.get(pid)
+        if fields:  # fields[11:15]: utime, stime, cutime, cstime
+            ticks += sum(int(f) for f in (fields[11:15] if pid == root else fields[11:13]))
+        todo.extend(children.get(pid, []))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def timed(label: str, fn, jvm_pid: int):
+    """Run `fn`; print and return (result, wall seconds, Spark CPU seconds)."""
+    start, cpu = time.perf_counter(), tree_cpu_seconds(jvm_pid)
     result = fn()
-    seconds = time.perf_counter() - start
-    print(f"  {label:<28} {seconds:8.1f} s", flush=True)
-    return result, seconds
+    seconds, cpu = time.perf_counter() - start, tree_cpu_seconds(jvm_pid) - cpu
+    print(f"  {label:<28} {seconds:8.1f} s wall {cpu:8.1f} s cpu", flush=True)
+    return result, seconds, cpu
 
 
 def main() -> None:
@@ -112,6 +140,7 @@ def main() -> None:
         },
     )
     spark = get_spark(config)
+    jvm = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
     lake = open_lake(config, spark)
     start = config.generate.start
     window = TimeWindow(start, start + timedelta(days=config.generate.days))
@@ -124,7 +153,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     if not (logs_dir / "manifest.json").exists():
         shutil.rmtree(logs_dir, ignore_errors=True)
-        timed("generate logs (parquet)", lambda: generate_logs(config.generate, logs_dir))
+        timed("generate logs (parquet)", lambda: generate_logs(config.generate, logs_dir), jvm)
     if not (lake.exists("impressions") and lake.exists("actions")):
         shutil.rmtree(root, ignore_errors=True)
         if args.load == "ingest":
@@ -132,12 +161,14 @@ def main() -> None:
                 "ingest to Delta", lambda: ingest_files(config, spark, logs_layout(str(logs_dir)))
             )
         else:
-            timed("load to Delta (direct)", lambda: load_direct(spark, lake, logs_dir, window))
+            timed("load to Delta (direct)", lambda: load_direct(spark, lake, logs_dir, window), jvm)
     with JobRun("item-stats", config, lake) as run:
-        timed("item_stats", lambda: write_item_stats(lake, config, window, run.run_id))
+        timed("item_stats", lambda: write_item_stats(lake, config, window, run.run_id), jvm)
 
     with JobRun("build-training-set", config, lake) as run:
-        report, build_s = timed("builder", lambda: build_training_set(lake, config, window, run))
+        report, build_s, build_cpu = timed(
+            "builder", lambda: build_training_set(lake, config, window, run), jvm
+        )
     print(report.render())
 
     def baseline() -> int:
@@ -147,7 +178,7 @@ def main() -> None:
         same_size = impressions.where(hash_unit(1, F.col("impression_id")) < share)
         return lake.write("baseline_output", same_size, mode="overwrite", partition_by=["dt"]).rows
 
-    base_rows, base_s = timed("baseline read + write", baseline)
+    base_rows, base_s, base_cpu = timed("baseline read + write", baseline, jvm)
     rows = report.input_rows
     figures = {
         "impressions_in": rows,
@@ -158,6 +189,9 @@ def main() -> None:
         "builder_rows_per_s": round(rows / build_s),
         "baseline_rows_per_s": round(rows / base_s),
         "builder_over_baseline_time": round(build_s / base_s, 2),
+        "builder_cpu_s": round(build_cpu, 1),
+        "baseline_cpu_s": round(base_cpu, 1),
+        "builder_over_baseline_cpu": round(build_cpu / base_cpu, 2),
         "builder_step_timings_s": report.timings,
         "jvm_peak_rss_mib": jvm_peak_rss_mb(spark),
         "python_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -166,7 +200,8 @@ def main() -> None:
     print(
         f"builder {figures['builder_rows_per_s']:,} rows/s vs baseline "
         f"{figures['baseline_rows_per_s']:,} rows/s: the builder takes "
-        f"{figures['builder_over_baseline_time']}x the time of a plain read + write"
+        f"{figures['builder_over_baseline_time']}x the wall time and "
+        f"{figures['builder_over_baseline_cpu']}x the CPU time of a plain read + write"
     )
 
 
