@@ -148,7 +148,9 @@ def schedule(
     ordered = _in_event_order(impressions)
     sends = [_Send(i / impression_rate, i, r) for i, r in enumerate(ordered)]
     sent_at = {
-        str(s.record.record["impression_id"]): s for s in sends if s.record.record is not None
+        str(s.record.record["impression_id"]): s
+        for s in sends
+        if s.record.record is not None and s.record.record.get("impression_id") is not None
     }
     served = {k: s.record.event_ms for k, s in sent_at.items()}
     first = min((ms for ms in served.values() if ms is not None), default=0)
