@@ -58,5 +58,8 @@ def label_coverage_check(
     if logged == 0:
         return skipped(NAME, table, f"no clicks logged for {first} .. {until}", day)
     coverage = joined / logged
-    detail = f"{joined:.1f} clicks joined (weighted) / {logged} logged, served {first} .. {until}"
+    detail = (
+        f"{joined:.1f} clicks joined (weighted) / {logged} logged, "
+        f"served {first:%Y-%m-%d %H:%M:%S} .. {until:%H:%M:%S}"
+    )
     return judged(NAME, table, coverage, threshold, coverage < threshold, detail, day)

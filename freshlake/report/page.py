@@ -16,6 +16,7 @@ img { max-width: 100%; border: 1px solid #eee; }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td:nth-child(4) { white-space: nowrap; }
 tr.alert td { background: #fde2e1; } tr.skipped td { color: #888; }
 """
 
