@@ -23,13 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-train", action="store_true", help="stop after the training set")
 
 
+# The monitor exits 3 when an alert fires: worth showing, not a failed demo.
+ALERT_EXIT = 3
+
+
 def _step(title: str, argv: list[str]) -> float:
     from freshlake.cli import main
 
     print(f"\n=== {title}\n$ freshlake {' '.join(argv)}", flush=True)
     start = time.perf_counter()
     code = main(argv)
-    if code != 0:
+    allowed = {0, ALERT_EXIT} if argv[0] == "monitor" else {0}
+    if code not in allowed:
         raise SystemExit(f"demo step failed ({code}): freshlake {' '.join(argv)}")
     return time.perf_counter() - start
 
@@ -75,9 +80,14 @@ def run(args: argparse.Namespace) -> int:
         steps.append(
             (
                 "train the CTR model with torchrun DDP (2 CPU processes)",
-                ["train", "--out", str(work / "model"), "--nproc", "2", "--epochs", "1", *common],
+                ["train", "--out", str(work / "model"), "--nproc", "2", "--epochs", "2", *common],
             )
         )
+        model = ["--model", str(work / "model")]
+        steps += [
+            ("data-quality monitors (exit 3 when an alert fires)", ["monitor", *model, *common]),
+            ("HTML report", ["report", "--out", str(work / "report.html"), *model, *common]),
+        ]
     timings = {title: _step(title, argv) for title, argv in steps}
 
     spark = get_spark(config)
@@ -88,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:18s} {lake.read(name).count():12,d} {lake.version(name):8d}")
     for title, seconds in timings.items():
         print(f"{seconds:7.1f} s  {title}")
+    if not args.no_train:
+        print(f"\nreport: {(work / 'report.html').resolve()}")
     print(
         "\nquery it, e.g.:\n"
         '  freshlake sql "SELECT dt, count(*) rows, sum(weight) est_impressions, '
