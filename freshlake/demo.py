@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         steps.append(
             (
                 "train the CTR model with torchrun DDP (2 CPU processes)",
-                ["train", "--out", str(work / "model"), "--nproc", "2", "--epochs", "2", *common],
+                ["train", "--out", str(work / "model"), "--nproc", "2", "--epochs", "3", *common],
             )
         )
         model = ["--model", str(work / "model")]
