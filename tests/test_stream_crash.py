@@ -91,8 +91,9 @@ def _expected_labels(logs: Path, labels) -> dict[str, dict]:
 @pytest.mark.xfail(
     reason="known issue: after the restarts the joiner's watermark stays at its pre-crash value "
     "although new traffic arrives on every topic, so late negatives are not emitted in time; "
-    "the no-loss/no-duplicate checks before that pass",
-    strict=False,
+    "the no-loss/no-duplicate checks before that pass. Not run by default: it waits up to "
+    "15 minutes for the stalled watermark; run it with --runxfail when working on the fix",
+    run=False,
 )
 def test_sigkill_twice_loses_and_duplicates_nothing(stream_config, tmp_path):
     config, config_path = _config_file(stream_config, tmp_path)
