@@ -93,11 +93,40 @@ def same_rows(spark, table: str, left: Path, right: Path) -> int:
     return a.count()
 
 
-def test_ingest_and_builder_on_a_cluster_match_local_mode(spark, cluster, logs, tmp_path):
-    pipeline(cluster.master_url, tmp_path / "cluster-lake", logs)
-    pipeline("local[2]", tmp_path / "local-lake", logs)
+@pytest.fixture(scope="module")
+def lakes(cluster, logs, tmp_path_factory):
+    """The same pipeline run on the cluster and in local mode: (cluster lake, local lake)."""
+    root = tmp_path_factory.mktemp("lakes")
+    pipeline(cluster.master_url, root / "cluster-lake", logs)
+    pipeline("local[2]", root / "local-lake", logs)
+    return root / "cluster-lake", root / "local-lake"
+
+
+def test_ingest_and_builder_on_a_cluster_match_local_mode(spark, lakes):
     for table in ["impressions", "actions", "quarantine", "item_stats", "examples"]:
-        assert same_rows(spark, table, tmp_path / "cluster-lake", tmp_path / "local-lake") > 0
+        assert same_rows(spark, table, *lakes) > 0
+
+
+def test_torch_distributor_on_the_cluster_writes_the_same_model_card(cluster, lakes, tmp_path):
+    cluster_lake, _ = lakes
+    train = ["train", "--nproc", "2", "--epochs", "1", "--set", f"lake.root={cluster_lake}"]
+    freshlake(
+        *train,
+        "--out",
+        str(tmp_path / "spark-model"),
+        "--launcher",
+        "spark",
+        "--set",
+        f"spark.master={cluster.master_url}",
+    )
+    freshlake(*train, "--out", str(tmp_path / "torchrun-model"))
+    cards = [
+        json.loads((tmp_path / name / "model_card.json").read_text())
+        for name in ("spark-model", "torchrun-model")
+    ]
+    assert cards[0].keys() == cards[1].keys()
+    assert cards[0]["data"] == cards[1]["data"], "both launches read the same snapshot rows"
+    assert [c["training"]["world_size"] for c in cards] == [2, 2]
 
 
 def test_spark_submit_script_runs_a_job_on_the_cluster(cluster, logs, tmp_path):
