@@ -216,7 +216,13 @@ class PrivacyConfig(Section):
     # Tables searched for a user's rows: `user_id` column, their impressions' actions, and
     # quarantined payloads that mention the user or their impression ids.
     tables: list[str] = Field(
-        default_factory=lambda: ["impressions", "actions", "examples", "fresh_examples", "quarantine"]
+        default_factory=lambda: [
+            "impressions",
+            "actions",
+            "examples",
+            "fresh_examples",
+            "quarantine",
+        ]
     )
 
 

@@ -30,7 +30,7 @@ def test_unknown_key_is_rejected_not_ignored():
 
 
 def test_override_needs_equals():
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         parse_override("sampling.negative_rate")
 
 
