@@ -128,3 +128,20 @@ class JobRun:
         """Append this run's row to `job_runs`."""
         df = self.lake.spark.createDataFrame([self.as_row()], JOB_RUNS_SCHEMA)
         self.lake.write(JOB_RUNS_TABLE, df, mode="append")
+
+
+def latest_run_details(lake: Lake, job: str) -> dict[str, Any] | None:
+    """The `details` of the newest succeeded run of `job` in `job_runs`, or None."""
+    if not lake.exists(JOB_RUNS_TABLE):
+        return None
+    from pyspark.sql import functions as F
+
+    runs = (
+        lake.read(JOB_RUNS_TABLE)
+        .where((F.col("job") == job) & (F.col("status") == "succeeded"))
+        .orderBy(F.col("finished_at").desc())
+        .select("details")
+        .limit(1)
+        .collect()
+    )
+    return json.loads(runs[0].details or "{}") if runs else None

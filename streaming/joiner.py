@@ -54,6 +54,7 @@ from features.validation import CONTRACTS, validate
 from features.weights import weight_columns
 from freshlake.config import Config
 from freshlake.lake import Lake
+from freshlake.runs import latest_run_details
 from streaming.bronze import raw_records
 from streaming.metrics import BatchReport, MetricsRecorder
 from streaming.queries import checkpoint_dir, checkpointed_query_id, prepare_session, start_query
@@ -359,21 +360,10 @@ def stream_fill_values(lake: Lake, config: Config) -> dict[str, float]:
     """Imputation values: configured ones, else those of the latest batch build (job_runs)."""
     values = dict(configured_fill_values(config.features.spec, config.quality))
     numeric = [f.name for f in config.features.spec if f.kind == "numeric"]
-    if all(n in values for n in numeric) or not lake.exists("job_runs"):
+    if all(n in values for n in numeric):
         return values
-    import json
-
-    runs = (
-        lake.read("job_runs")
-        .where((F.col("job") == "build-training-set") & (F.col("status") == "succeeded"))
-        .orderBy(F.col("finished_at").desc())
-        .select("details")
-        .limit(1)
-        .collect()
-    )
-    if runs:
-        built = json.loads(runs[0].details or "{}").get("fill_values", {})
-        values = {**{k: float(v) for k, v in built.items()}, **values}
+    built = (latest_run_details(lake, "build-training-set") or {}).get("fill_values", {})
+    values = {**{k: float(v) for k, v in built.items()}, **values}
     return values
 
 

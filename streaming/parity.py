@@ -24,6 +24,7 @@ from pyspark.sql.types import ArrayType, DoubleType, FloatType, MapType
 
 from freshlake.config import Config
 from freshlake.lake import Lake
+from freshlake.runs import latest_run_details
 from streaming.joiner import FRESH_EXAMPLES, JOINER_QUERY
 from streaming.metrics import METRICS_TABLE
 
@@ -66,17 +67,7 @@ def joiner_watermark(lake: Lake, query: str = JOINER_QUERY) -> datetime | None:
 
 def batch_actions_until(lake: Lake) -> datetime | None:
     """`actions_until` of the latest successful build-training-set run (job_runs)."""
-    if not lake.exists("job_runs"):
-        return None
-    runs = (
-        lake.read("job_runs")
-        .where((F.col("job") == "build-training-set") & (F.col("status") == "succeeded"))
-        .orderBy(F.col("finished_at").desc())
-        .select("details")
-        .limit(1)
-        .collect()
-    )
-    text = json.loads(runs[0].details or "{}").get("actions_until") if runs else None
+    text = (latest_run_details(lake, "build-training-set") or {}).get("actions_until")
     return datetime.fromisoformat(text) if text else None
 
 
