@@ -1,10 +1,12 @@
 """Freshness benchmark: action -> committed positive example latency of the online joiner.
 
 Replays generated logs in `live` timing (re-stamped with the send time, action delays divided
-by --compression) into a local broker at --rate events/s while the joiner runs with a
---trigger seconds processing-time trigger, then prints sustained events/s and p50/p99 of
-(commit time of a positive's example - its click's action_at). The baseline, measured in the same
-run at the same rate, is the raw produce -> consume latency through the broker.
+by --compression) into a local broker at --rate events/s from a separate process (`freshlake
+produce`, as a serving system's logger would) while the joiner runs with a --trigger seconds
+processing-time trigger, then prints sustained events/s, p50/p99 of (commit time of a positive's
+example - its click's action_at) and where a micro-batch spends its time (Spark's progress). The
+baseline, measured in the same run at the same rate, is the raw produce -> consume latency
+through the broker.
 
     .venv/bin/python bench/bench_streaming.py --rate 2000 --seconds 60 --trigger 2
 """
@@ -14,11 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+import yaml
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -30,9 +35,10 @@ from freshlake.config import BrokerConfig, GenerateConfig, build_config, load_co
 from streaming.broker import LocalBroker  # noqa: E402
 from streaming.metrics import quantile, read_metrics_log  # noqa: E402
 from streaming.offsets import consumer_config  # noqa: E402
-from streaming.producer import EventLogger, ensure_topics  # noqa: E402
-from streaming.queries import metrics_log_path  # noqa: E402
-from streaming.replay import load_logs, replay  # noqa: E402
+from streaming.producer import ensure_topics  # noqa: E402
+from streaming.queries import metrics_log_path, stop_between_batches  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -78,6 +84,13 @@ def raw_broker_latency(servers: str, rate: float, seconds: float) -> list[float]
     return latencies
 
 
+def _phase_seconds(progress: list[dict]) -> dict[str, float]:
+    """Median seconds per micro-batch phase (Spark's durationMs) over batches that had input."""
+    busy = [p["durationMs"] for p in progress if p.get("numInputRows")]
+    phases = sorted({k for d in busy for k in d})
+    return {k: quantile([d.get(k, 0) / 1000 for d in busy], 0.5) for k in phases}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s (default 2000)")
@@ -116,8 +129,9 @@ def main() -> int:
         logs = work / "logs"
         settings = GenerateConfig(impressions=impressions_needed, days=1, seed=3, workers=1)
         generate_logs(settings, logs, window_seconds=3600)
-        impressions, actions = load_logs(logs)
         ensure_topics(config.kafka, config.kafka.topics.values())
+        config_file = work / "bench.yaml"
+        config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
 
         from freshlake.lake import open_lake
         from freshlake.spark import get_spark
@@ -130,29 +144,29 @@ def main() -> int:
         query = start_joiner(spark, config, lake, recorder)
         time.sleep(args.trigger * 3)  # first (empty) batches: plans compiled, JVM warm
 
-        stats: dict = {}
-        producer = threading.Thread(
-            target=lambda: stats.update(
-                replay=replay(
-                    EventLogger(config.kafka),
-                    impressions,
-                    actions,
-                    rate=args.rate,
-                    timing="live",
-                    compression=args.compression,
-                )
-            )
-        )
+        producer = subprocess.Popen(
+            [
+                sys.executable, "-m", "streaming.produce_cli", "--config", str(config_file),
+                "--logs", str(logs), "--rate", str(args.rate), "--timing", "live",
+                "--compression", str(args.compression),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
         started = time.monotonic()
-        producer.start()
-        while producer.is_alive():
+        while producer.poll() is None:
             query.awaitTermination(1.0)
             recorder.drain(query)
-            if time.monotonic() - started > args.seconds * 3 + 120:
-                raise RuntimeError("replay did not finish")
+            if not query.isActive or time.monotonic() - started > args.seconds * 3 + 120:
+                producer.kill()
+                raise RuntimeError(f"replay did not finish: {query.exception()}")
+        if producer.returncode != 0:
+            raise RuntimeError(f"the producer failed ({producer.returncode})")
+        sent = json.loads(producer.stdout.read().decode().strip().splitlines()[-1])
         time.sleep(args.trigger * 3 + 10)  # the last actions' batches
         recorder.drain(query)
-        query.stop()
+        phases = _phase_seconds(query.recentProgress)
+        stop_between_batches(query)
         recorder.drain(query, final=True)
         if query.exception():
             raise RuntimeError(str(query.exception()))
@@ -160,18 +174,18 @@ def main() -> int:
         rows = read_metrics_log(metrics_log_path(config, JOINER_QUERY))
         latencies = [x for r in rows for x in r["latencies_s"]]
         durations = [r["batch_duration_s"] for r in rows if r["input_rows"]]
-        sent = stats["replay"]
         processed = sum(r["input_rows"] or 0 for r in rows)
         busy = sum(d for d in durations if d)
         result = {
             "trigger_s": args.trigger,
             "target_rate": args.rate,
-            "produced_events_per_s": round(sent.rate),
-            "events_produced": sum(sent.sent.values()),
+            "produced_events_per_s": sent["events_per_s"],
+            "events_produced": sum(sent["sent"].values()),
             "events_processed": processed,
             "processing_events_per_s_while_busy": round(processed / busy) if busy else None,
             "batches": len(durations),
             "batch_duration_p50_s": quantile(durations, 0.5),
+            "batch_phase_p50_s": phases,
             "positives": len(latencies),
             "latency_p50_s": quantile(latencies, 0.5),
             "latency_p99_s": quantile(latencies, 0.99),

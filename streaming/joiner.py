@@ -10,8 +10,8 @@ Semantics (DESIGN.md sections 3 and 4), one row per kept impression:
   the watermark passes the end of its window without one (Spark emits the null-padded row then).
 - A second click of an already written positive (repeated clicks can come minutes apart, longer
   than the watermark keeps dedup state) is dropped: the joiner remembers which impressions it
-  decided as positive over the last two attribution windows (`JoinerState`, rebuilt from the
-  tables on restart). A null-padded row never follows a match, so no impression is written twice.
+  decided as positive while actions for them can still arrive, i.e. until Spark's watermark
+  passes their window (`JoinerState`, rebuilt from the tables on restart). A null-padded row never follows a match, so no impression is written twice.
 - Other configured actions (like, conversion) label `label_<action>` without deciding the row:
   they are deduplicated within the watermark and kept in `fresh_actions`; a row is written with
   every such action seen so far, and one that arrives after its positive row was written
@@ -57,7 +57,13 @@ from freshlake.lake import Lake
 from freshlake.runs import latest_run_details
 from streaming.bronze import raw_records
 from streaming.metrics import BatchReport, MetricsRecorder
-from streaming.queries import checkpoint_dir, checkpointed_query_id, prepare_session, start_query
+from streaming.queries import (
+    batch_watermark,
+    checkpoint_dir,
+    checkpointed_query_id,
+    prepare_session,
+    start_query,
+)
 from streaming.source import read_kafka_stream
 from streaming.upgrades import upgrade_labels
 
@@ -144,48 +150,63 @@ def joined_stream(impressions: DataFrame, actions: DataFrame, config: Config) ->
 
 @dataclass
 class JoinerState:
-    """Impressions already decided positive, and secondary actions seen, over ~2 windows.
+    """Impressions decided positive, and secondary actions seen, still within reach of new input.
 
-    Derived from the committed tables (`restore`), so a restart from the checkpoint resumes with
-    exactly what was committed; updated only after a batch's writes succeeded.
+    Bounded by Spark's event-time watermark (read from the checkpoint's offset log): once the
+    watermark passes `served_at + window`, Spark has decided every impression served before and
+    drops later actions for it as late, so an entry older than `watermark - keep` is never needed
+    (keep = window + clock skew + watermark delay, the delay as a margin). Derived from the
+    committed tables (`restore`), so a restart from the checkpoint resumes with exactly what was
+    committed; updated only after a batch's writes succeeded.
     """
 
-    horizon: timedelta
+    keep: timedelta
     positives: dict[str, datetime] = field(default_factory=dict)  # impression_id -> served_at
     secondary: dict[str, set[tuple[str, datetime]]] = field(default_factory=dict)
-    newest: datetime | None = None  # latest served_at decided
+    watermark: datetime | None = None  # naive UTC, as Spark returns timestamps
 
     @classmethod
-    def restore(cls, lake: Lake, config: Config) -> JoinerState:
-        labels, delay = config.labels, config.streaming.watermark_delay_seconds
-        state = cls(horizon=timedelta(seconds=2 * labels.attribution_window_seconds + delay))
-        if lake.exists(FRESH_EXAMPLES):
-            examples = lake.read(FRESH_EXAMPLES)
-            state.newest = examples.agg(F.max("served_at")).first()[0]
-        if state.newest is None:
-            return state
-        since = state.newest - state.horizon
+    def empty(cls, config: Config, watermark: datetime | None = None) -> JoinerState:
+        labels = config.labels
+        keep = timedelta(
+            seconds=labels.attribution_window_seconds
+            + labels.clock_skew_seconds
+            + config.streaming.watermark_delay_seconds
+        )
+        return cls(keep=keep, watermark=watermark)
+
+    @classmethod
+    def restore(cls, lake: Lake, config: Config, watermark: datetime) -> JoinerState:
+        """The state as of the committed tables, for a batch running with `watermark`."""
+        state = cls.empty(config, watermark)
+        since = F.lit(state.since())
         if lake.exists(FRESH_EXAMPLES):
             rows = (
                 lake.read(FRESH_EXAMPLES)
-                .where((F.col("label") == 1) & (F.col("served_at") >= F.lit(since)))
+                .where((F.col("label") == 1) & (F.col("served_at") >= since))
                 .select("impression_id", "served_at")
                 .collect()
             )
             state.positives = {r.impression_id: r.served_at for r in rows}
         if lake.exists(FRESH_ACTIONS):
-            rows = lake.read(FRESH_ACTIONS).where(F.col("action_at") >= F.lit(since)).collect()
+            rows = lake.read(FRESH_ACTIONS).where(F.col("action_at") >= since).collect()
             state.add_secondary((r.impression_id, r.action, r.action_at) for r in rows)
         return state
+
+    def since(self) -> datetime:
+        """Entries older than this are out of reach of any input Spark still accepts."""
+        return (self.watermark or datetime(1970, 1, 1)) - self.keep
 
     def add_secondary(self, rows) -> None:
         for impression_id, action, action_at in rows:
             self.secondary.setdefault(impression_id, set()).add((action, action_at))
 
-    def prune(self) -> None:
-        if self.newest is None:
+    def advance(self, watermark: datetime) -> None:
+        """Move to a newer watermark and forget what fell out of reach."""
+        if self.watermark is not None and watermark <= self.watermark:
             return
-        since = self.newest - self.horizon
+        self.watermark = watermark
+        since = self.since()
         self.positives = {k: v for k, v in self.positives.items() if v >= since}
         for key in [k for k, acts in self.secondary.items() if max(t for _, t in acts) < since]:
             del self.secondary[key]
@@ -216,14 +237,16 @@ class JoinerSink:
         self.state: JoinerState | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        watermark = batch_watermark(self.checkpoint, batch_id).replace(tzinfo=None)
         if self.state is None:
-            self.state = JoinerState.restore(self.lake, self.config)
+            self.state = JoinerState.restore(self.lake, self.config, watermark)
         app_id = f"{self.name}/{checkpointed_query_id(self.checkpoint)}"
         batch = batch.persist()
         try:
             report = self._process(batch, batch_id, app_id)
         finally:
             batch.unpersist()
+        self.state.advance(watermark)
         if self.recorder is not None:
             self.recorder.report(report)
 
@@ -240,7 +263,7 @@ class JoinerSink:
             repeated = [r.impression_id for r in decided if r.impression_id in state.positives]
             fresh = [r for r in decided if r.impression_id not in state.positives]
             seen = JoinerState(
-                state.horizon, secondary={k: set(v) for k, v in state.secondary.items()}
+                state.keep, secondary={k: set(v) for k, v in state.secondary.items()}
             )
             seen.add_secondary(secondary)
             actions = [
@@ -284,13 +307,8 @@ class JoinerSink:
         finally:
             decisions.unpersist()
         committed_at = datetime.now(UTC)
-        for r in fresh:
-            if r.action_at is not None:
-                state.positives[r.impression_id] = r.served_at
-            if state.newest is None or r.served_at > state.newest:
-                state.newest = r.served_at
+        state.positives.update({r.impression_id: r.served_at for r in fresh if r.action_at})
         state.add_secondary(secondary)
-        state.prune()
         return BatchReport(
             batch_id=batch_id,
             committed_at=committed_at,

@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -33,6 +34,16 @@ def metrics_log_path(config: Config, name: str) -> str:
     return f"{checkpoint_dir(config, name)}-metrics.jsonl"
 
 
+def _read_text(path: str) -> str:
+    if "://" in path:
+        from pyarrow import fs as pafs
+
+        filesystem, inner = pafs.FileSystem.from_uri(path)
+        with filesystem.open_input_stream(inner) as stream:
+            return stream.read().decode()
+    return Path(path).read_text()
+
+
 def checkpointed_query_id(checkpoint: str) -> str:
     """The query id Spark keeps in the checkpoint: stable across restarts of the same query.
 
@@ -40,18 +51,32 @@ def checkpointed_query_id(checkpoint: str) -> str:
     checkpoint skips batches it already committed, while a fresh checkpoint (batch ids from 0
     again) is a new application and writes.
     """
-    if "://" in checkpoint:
-        from pyarrow import fs as pafs
+    return json.loads(_read_text(f"{checkpoint}/metadata"))["id"]
 
-        filesystem, path = pafs.FileSystem.from_uri(checkpoint)
-        with filesystem.open_input_stream(f"{path}/metadata") as stream:
-            return json.loads(stream.read().decode())["id"]
-    return json.loads(Path(checkpoint, "metadata").read_text())["id"]
+
+def batch_watermark(checkpoint: str, batch_id: int) -> datetime:
+    """The event-time watermark micro-batch `batch_id` runs with (UTC).
+
+    Spark writes it to the offset log (`offsets/<batch_id>`, line 2, `batchWatermarkMs`) before
+    the batch runs, so a foreachBatch sink can read it, also when a batch is replayed.
+    """
+    lines = _read_text(f"{checkpoint}/offsets/{batch_id}").splitlines()
+    millis = json.loads(lines[1]).get("batchWatermarkMs", 0)
+    return datetime.fromtimestamp(millis / 1000, UTC)
+
+
+# Settings of stateful queries. Changelog checkpointing makes a RocksDB state commit write the
+# changed keys instead of a snapshot of every store (Spark still snapshots in the background).
+STREAMING_CONF = {
+    "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+}
 
 
 def prepare_session(spark: SparkSession, config: Config) -> None:
     """Shuffle partitions of stateful queries (fixed in the checkpoint at first start)."""
     spark.conf.set("spark.sql.shuffle.partitions", str(config.streaming.shuffle_partitions))
+    for key, value in STREAMING_CONF.items():
+        spark.conf.set(key, value)
 
 
 def start_query(
@@ -72,6 +97,20 @@ def start_query(
     else:
         writer = writer.trigger(processingTime=f"{config.streaming.trigger_seconds} seconds")
     return writer.start()
+
+
+def stop_between_batches(query: StreamingQuery, timeout_s: float = 120.0) -> None:
+    """Stop `query` once its running micro-batch (if any) has finished, or after `timeout_s`.
+
+    `query.stop()` interrupts a running batch: harmless for correctness (the checkpoint replays
+    it and the sinks are idempotent) but noisy, and an interrupted Python foreachBatch call can
+    end the stream thread with an error instead of a clean stop.
+    """
+    deadline = time.monotonic() + timeout_s
+    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if query.isActive:
+        query.stop()
 
 
 def run_until_done(
@@ -102,8 +141,7 @@ def run_until_done(
     finally:
         signal.signal(signal.SIGTERM, previous)
         for query, recorder in queries:
-            if query.isActive:
-                query.stop()
+            stop_between_batches(query)
             recorder.drain(query, final=True)
         for query, _ in queries:
             if query.exception() is not None:
