@@ -39,9 +39,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from pyspark.sql import DataFrame, SparkSession, Window
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import StructType
 
 from features.examples import to_examples
 from features.labeling import attach_labels, attribution_condition, labeled_actions
@@ -241,73 +244,69 @@ class JoinerSink:
         if self.state is None:
             self.state = JoinerState.restore(self.lake, self.config, watermark)
         app_id = f"{self.name}/{checkpointed_query_id(self.checkpoint)}"
-        batch = batch.persist()
-        try:
-            report = self._process(batch, batch_id, app_id)
-        finally:
-            batch.unpersist()
+        # One Spark job runs the micro-batch (a trigger's worth of events): the rest works on
+        # its rows, so the streaming plan is never executed twice.
+        report = self._process(batch.sparkSession, batch.schema, batch.toArrow(), batch_id, app_id)
         self.state.advance(watermark)
         if self.recorder is not None:
             self.recorder.report(report)
 
-    def _process(self, batch: DataFrame, batch_id: int, app_id: str) -> BatchReport:
-        spark, labels, state = batch.sparkSession, self.config.labels, self.state
+    def _process(
+        self, spark: SparkSession, schema: StructType, rows: pa.Table, batch_id: int, app_id: str
+    ) -> BatchReport:
+        labels, state = self.config.labels, self.state
+        is_secondary = pc.equal(rows.column("kind"), SECONDARY)
         secondary = [
-            (r.impression_id, r.action, r.action_at)
-            for r in batch.where(F.col("kind") == SECONDARY).collect()
+            (r["impression_id"], r["action"], r["action_at"])
+            for r in _naive_times(rows.filter(is_secondary)).to_pylist()
         ]
-        decisions = _one_row_per_impression(batch.where(F.col("kind") == DECISION)).persist()
-        try:
-            decided = decisions.select("impression_id", "served_at", "action_at").collect()
-            # A later click of an impression already written as positive decides nothing.
-            repeated = [r.impression_id for r in decided if r.impression_id in state.positives]
-            fresh = [r for r in decided if r.impression_id not in state.positives]
-            seen = JoinerState(
-                state.keep, secondary={k: set(v) for k, v in state.secondary.items()}
+        decisions = _one_row_per_impression(rows.filter(pc.invert(is_secondary)))
+        decided = _naive_times(decisions.select(["impression_id", "served_at", "action_at"]))
+        # A later click of an impression already written as positive decides nothing.
+        fresh = [r for r in decided.to_pylist() if r["impression_id"] not in state.positives]
+        seen = JoinerState(state.keep, secondary={k: set(v) for k, v in state.secondary.items()})
+        seen.add_secondary(secondary)
+        actions = [
+            (r["impression_id"], labels.positive_action, r["action_at"])
+            for r in fresh
+            if r["action_at"] is not None
+        ]
+        actions += [
+            (r["impression_id"], action, at)
+            for r in fresh
+            for action, at in seen.secondary.get(r["impression_id"], ())
+        ]
+        written, replayed = {}, False
+        if secondary:
+            frame = spark.createDataFrame(secondary, ACTION_ROW)
+            self.lake.write(
+                FRESH_ACTIONS,
+                frame.withColumn("dt", F.to_date("action_at")),
+                partition_by=["dt"],
+                app_id=app_id,
+                app_version=batch_id,
             )
-            seen.add_secondary(secondary)
-            actions = [
-                (r.impression_id, labels.positive_action, r.action_at)
-                for r in fresh
-                if r.action_at is not None
-            ]
-            actions += [
-                (r.impression_id, action, at)
-                for r in fresh
-                for action, at in seen.secondary.get(r.impression_id, ())
-            ]
-            impressions = decisions.drop("kind", "action", "action_at")
-            if repeated:
-                impressions = impressions.where(~F.col("impression_id").isin(repeated))
-            written, replayed = {}, False
-            if secondary:
-                rows = spark.createDataFrame(secondary, ACTION_ROW).withColumn(
-                    "dt", F.to_date("action_at")
-                )
-                self.lake.write(
-                    FRESH_ACTIONS, rows, partition_by=["dt"], app_id=app_id, app_version=batch_id
-                )
-                written[FRESH_ACTIONS] = len(secondary)
-            if fresh:
-                examples = self._examples(
-                    impressions, spark.createDataFrame(actions, ACTION_ROW), batch_id
-                )
-                result = self.lake.write(
-                    FRESH_EXAMPLES,
-                    examples,
-                    partition_by=["dt"],
-                    app_id=app_id,
-                    app_version=batch_id,
-                )
-                written[FRESH_EXAMPLES] = result.rows
-                replayed = result.skipped
-            upgrades = self._upgrades(secondary)
-            if upgrades:
-                written["upgraded"] = upgrade_labels(self.lake, FRESH_EXAMPLES, upgrades, labels)
-        finally:
-            decisions.unpersist()
+            written[FRESH_ACTIONS] = len(secondary)
+        if fresh:
+            keep = pa.array([r["impression_id"] for r in fresh], pa.string())
+            impressions = spark.createDataFrame(
+                decisions.filter(pc.is_in(decisions.column("impression_id"), keep)), schema
+            ).drop("kind", "action", "action_at")
+            examples = self._examples(
+                impressions, spark.createDataFrame(actions, ACTION_ROW), batch_id
+            )
+            result = self.lake.write(
+                FRESH_EXAMPLES, examples, partition_by=["dt"], app_id=app_id, app_version=batch_id
+            )
+            written[FRESH_EXAMPLES] = result.rows
+            replayed = result.skipped
+        upgrades = self._upgrades(secondary)
+        if upgrades:
+            written["upgraded"] = upgrade_labels(self.lake, FRESH_EXAMPLES, upgrades, labels)
         committed_at = datetime.now(UTC)
-        state.positives.update({r.impression_id: r.served_at for r in fresh if r.action_at})
+        state.positives.update(
+            {r["impression_id"]: r["served_at"] for r in fresh if r["action_at"]}
+        )
         state.add_secondary(secondary)
         return BatchReport(
             batch_id=batch_id,
@@ -315,9 +314,9 @@ class JoinerSink:
             rows_written=written,
             skipped=replayed,
             latencies_s=[
-                (committed_at - r.action_at.replace(tzinfo=UTC)).total_seconds()
+                (committed_at - r["action_at"].replace(tzinfo=UTC)).total_seconds()
                 for r in fresh
-                if r.action_at is not None
+                if r["action_at"] is not None
             ],
         )
 
@@ -353,10 +352,25 @@ class JoinerSink:
         return found
 
 
-def _one_row_per_impression(decisions: DataFrame) -> DataFrame:
+def _one_row_per_impression(decisions: pa.Table) -> pa.Table:
     """Per impression, the row of its earliest positive action (or its null-padded row)."""
-    order = Window.partitionBy("impression_id").orderBy(F.col("action_at").asc_nulls_last())
-    return decisions.withColumn("_n", F.row_number().over(order)).where("_n = 1").drop("_n")
+    ordered = decisions.sort_by(
+        [("impression_id", "ascending"), ("action_at", "ascending")], null_placement="at_end"
+    )
+    ids = ordered.column("impression_id").to_pylist()
+    first = [i for i, key in enumerate(ids) if i == 0 or key != ids[i - 1]]
+    return ordered.take(pa.array(first, pa.int64()))
+
+
+def _naive_times(table: pa.Table) -> pa.Table:
+    """Timestamp columns as naive UTC, as Spark's `collect` returns them (the state's keys)."""
+    columns = [
+        column.cast(pa.timestamp(column.type.unit))
+        if pa.types.is_timestamp(column.type) and column.type.tz
+        else column
+        for column in table.columns
+    ]
+    return pa.table(columns, names=table.column_names)
 
 
 # -- static inputs and the query ------------------------------------------------------------------

@@ -239,7 +239,9 @@ def read_range(options: KafkaSourceOptions, rng: KafkaRange) -> Iterator[pa.Reco
                     f"{rng.topic}/{rng.partition}: offsets {position}..{rng.end} not fetched "
                     f"within {options.poll_timeout_s}s (records deleted or broker down?)"
                 )
-            for message in consumer.consume(num_messages=10_000, timeout=0.5):
+            # consume() waits out its timeout unless it got `num_messages`: ask for what is left.
+            wanted = min(10_000, rng.end - position)
+            for message in consumer.consume(num_messages=wanted, timeout=0.5):
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:

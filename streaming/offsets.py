@@ -38,6 +38,9 @@ def consumer_config(bootstrap_servers: str, client: Mapping[str, str] | None = N
         "enable.partition.eof": True,
         "auto.offset.reset": "error",
         "log_level": 3,
+        # At a partition's end the broker holds a fetch this long waiting for data (default
+        # 500 ms): offset lookups fetch to EOF, so this is their latency.
+        "fetch.wait.max.ms": 10,
         **dict(client or {}),
     }
 
@@ -100,7 +103,8 @@ def _fetch_to_eof(
         while pending:
             if time.monotonic() > deadline:
                 raise KafkaException(f"no partition EOF within {timeout}s for {sorted(pending)}")
-            for message in consumer.consume(num_messages=10_000, timeout=0.5):
+            # consume() returns after `timeout` unless it filled `num_messages`: poll briefly.
+            for message in consumer.consume(num_messages=10_000, timeout=0.02):
                 key = (message.topic(), message.partition())
                 if key not in pending:
                     continue
