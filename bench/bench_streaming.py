@@ -84,6 +84,19 @@ def raw_broker_latency(servers: str, rate: float, seconds: float) -> list[float]
     return latencies
 
 
+def _topic_events(config) -> int:
+    """Records in the impressions and actions topics (what the producer delivered)."""
+    from streaming.offsets import end_offsets, topic_partitions
+
+    consumer = Consumer(consumer_config(config.kafka.bootstrap_servers))
+    try:
+        pairs = topic_partitions(consumer, config.kafka.topics.values())
+        ends = end_offsets(consumer, pairs)
+    finally:
+        consumer.close()
+    return sum(o for parts in ends.values() for o in parts.values())
+
+
 def _phase_seconds(progress: list[dict]) -> dict[str, float]:
     """Median seconds per micro-batch phase (Spark's durationMs) over batches that had input."""
     busy = [p["durationMs"] for p in progress if p.get("numInputRows")]
@@ -96,7 +109,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s (default 2000)")
     parser.add_argument("--seconds", type=float, default=60.0, help="replay duration (default 60)")
     parser.add_argument("--trigger", type=float, default=2.0, help="trigger interval s (default 2)")
-    parser.add_argument("--compression", type=float, default=10.0, help="action delay divisor")
+    parser.add_argument(
+        "--compression", type=float, default=60.0, help="action delay divisor (60: 1 h -> 60 s)"
+    )
     parser.add_argument("--window", type=int, default=60, help="attribution window s (default 60)")
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
     args = parser.parse_args()
@@ -153,16 +168,22 @@ def main() -> int:
             cwd=REPO,
             stdout=subprocess.PIPE,
         )  # fmt: skip
+        # The replay's tail (clicks long after their impression, orphans) would trickle on for
+        # minutes: the run measures --seconds of traffic plus one attribution window.
         started = time.monotonic()
-        while producer.poll() is None:
+        while producer.poll() is None and time.monotonic() - started < args.seconds + args.window:
             query.awaitTermination(1.0)
             recorder.drain(query)
-            if not query.isActive or time.monotonic() - started > args.seconds * 3 + 120:
+            if not query.isActive:
                 producer.kill()
-                raise RuntimeError(f"replay did not finish: {query.exception()}")
-        if producer.returncode != 0:
+                raise RuntimeError(f"the joiner stopped: {query.exception()}")
+        producer_seconds = time.monotonic() - started
+        if producer.poll() is None:
+            producer.terminate()
+            producer.wait(30)
+        elif producer.returncode != 0:
             raise RuntimeError(f"the producer failed ({producer.returncode})")
-        sent = json.loads(producer.stdout.read().decode().strip().splitlines()[-1])
+        produced = _topic_events(config)
         time.sleep(args.trigger * 3 + 10)  # the last actions' batches
         recorder.drain(query)
         phases = _phase_seconds(query.recentProgress)
@@ -179,8 +200,8 @@ def main() -> int:
         result = {
             "trigger_s": args.trigger,
             "target_rate": args.rate,
-            "produced_events_per_s": sent["events_per_s"],
-            "events_produced": sum(sent["sent"].values()),
+            "produced_events_per_s": round(produced / producer_seconds),
+            "events_produced": produced,
             "events_processed": processed,
             "processing_events_per_s_while_busy": round(processed / busy) if busy else None,
             "batches": len(durations),

@@ -355,7 +355,7 @@ class JoinerSink:
 def _one_row_per_impression(decisions: pa.Table) -> pa.Table:
     """Per impression, the row of its earliest positive action (or its null-padded row)."""
     ordered = decisions.sort_by(
-        [("impression_id", "ascending"), ("action_at", "ascending")], null_placement="at_end"
+        [("impression_id", "ascending"), ("action_at", "ascending", "at_end")]
     )
     ids = ordered.column("impression_id").to_pylist()
     first = [i for i, key in enumerate(ids) if i == 0 or key != ids[i - 1]]

@@ -74,6 +74,7 @@ _ARROW_SCHEMA = pa.schema(
     ]
 )
 _ROWS_PER_ARROW_BATCH = 10_000
+_RESEEK_AFTER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -230,15 +231,21 @@ def read_range(options: KafkaSourceOptions, rng: KafkaRange) -> Iterator[pa.Reco
     consumer = Consumer(consumer_config(options.bootstrap_servers, options.client))
     consumer.assign([TopicPartition(rng.topic, rng.partition, rng.start)])
     columns: dict[str, list] = {name: [] for name in _ARROW_SCHEMA.names}
-    deadline = time.monotonic() + options.poll_timeout_s
     position = rng.start
+    progress_at = time.monotonic()  # when the last record arrived
+    seek_at = progress_at  # when the consumer was last (re)positioned
     try:
         while position < rng.end:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now - progress_at > options.poll_timeout_s:
                 raise KafkaException(
-                    f"{rng.topic}/{rng.partition}: offsets {position}..{rng.end} not fetched "
+                    f"{rng.topic}/{rng.partition}: no record of offsets {position}..{rng.end} "
                     f"within {options.poll_timeout_s}s (records deleted or broker down?)"
                 )
+            if now - max(progress_at, seek_at) > _RESEEK_AFTER_S:
+                # A fetch that stalls (seen on a loaded local broker) is retried from `position`.
+                consumer.assign([TopicPartition(rng.topic, rng.partition, position)])
+                seek_at = now
             # consume() waits out its timeout unless it got `num_messages`: ask for what is left.
             wanted = min(10_000, rng.end - position)
             for message in consumer.consume(num_messages=wanted, timeout=0.5):
@@ -259,10 +266,10 @@ def read_range(options: KafkaSourceOptions, rng: KafkaRange) -> Iterator[pa.Reco
                 # confluent-kafka: 1 create time, 2 log-append time; Spark: 0 and 1.
                 columns["timestampType"].append(ts_type - 1 if ts_type else None)
                 position = offset + 1
+                progress_at = time.monotonic()
                 if len(columns["offset"]) >= _ROWS_PER_ARROW_BATCH:
                     yield _batch(columns, rng)
                     columns = {name: [] for name in _ARROW_SCHEMA.names}
-                    deadline = time.monotonic() + options.poll_timeout_s
     finally:
         consumer.close()
     if columns["offset"]:
