@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stream-seconds", type=float, default=90.0, help="how long the joiner runs (90)"
     )
     parser.add_argument(
-        "--stream-impressions", type=int, default=40_000, help="impressions replayed live (40000)"
+        "--stream-impressions", type=int, default=20_000, help="impressions replayed live (20000)"
     )
-    parser.add_argument("--stream-rate", type=float, default=1000.0, help="events/s (1000)")
+    parser.add_argument("--stream-rate", type=float, default=500.0, help="events/s (500)")
     parser.add_argument(
         "--compression", type=float, default=120.0, help="divides action delays when streaming"
     )

@@ -159,3 +159,23 @@ def test_shards_are_balanced_by_row_groups(examples):
         counts[shard] = len(ids_of(dataset.iter_shard(shard, 4)))
     assert sum(counts.values()) == len(train_ids)
     assert max(counts.values()) < 2 * np.mean(list(counts.values()))
+
+
+def test_files_rewritten_by_a_delta_rs_merge_read_with_the_others(tmp_path):
+    """A MERGE (labels updated in place by the joiner) rewrites files with Arrow view types."""
+    import pyarrow as pa
+
+    uri = str(tmp_path / "t")
+    table = synthetic_examples(3000, seed=4)
+    write_synthetic_table(uri, table, rows_per_group=300)
+    ids = table.column("row_id").to_pylist()[:50]
+    source = pa.table({"row_id": pa.array(ids, table.schema.field("row_id").type)})
+    (
+        DeltaTable(uri)
+        .merge(source, "t.row_id = s.row_id", source_alias="s", target_alias="t")
+        .when_matched_update({"label": "1"})
+        .execute()
+    )
+    train = table.filter(pc.equal(table.column("split"), "train"))
+    dataset = make_dataset(uri, batch_size=1000, shuffle=False)
+    assert sorted(ids_of(dataset.iter_shard(0, 1))) == sorted(train.column("row_id").to_pylist())
