@@ -166,7 +166,6 @@ def main() -> int:
                 "--compression", str(args.compression),
             ],
             cwd=REPO,
-            stdout=subprocess.PIPE,
         )  # fmt: skip
         # The replay's tail (clicks long after their impression, orphans) would trickle on for
         # minutes: the run measures --seconds of traffic plus one attribution window.

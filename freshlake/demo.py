@@ -95,33 +95,36 @@ def run(args: argparse.Namespace) -> int:
             ["build-training-set", "--end", end, "--window-days", days, *common],
         ),
     ]
-    timings = {title: _step(title, argv) for title, argv in steps}
     if not args.no_train:
         model, fresh_model = work / "model", work / "model-fresh"
-        timings["train the CTR model with torchrun DDP (2 CPU processes)"] = _step(
-            "train the CTR model with torchrun DDP (2 CPU processes)",
-            ["train", "--out", str(model), "--nproc", "2", "--epochs", "3", *common],
+        steps.append(
+            (
+                "train the CTR model with torchrun DDP (2 CPU processes)",
+                ["train", "--out", str(model), "--nproc", "2", "--epochs", "3", *common],
+            )
         )
+    timings = {title: _step(title, argv) for title, argv in steps}
+    if not args.no_train:
         timings["stream live events through the online joiner"] = _stream(args, work, common)
-        timings["continue training on the fresh examples (warm start)"] = _step(
-            "continue training on the fresh examples (warm start)",
-            [
-                "train",
-                "--table",
-                "fresh_examples",
-                "--warm-start",
-                str(model),
-                "--out",
-                str(fresh_model),
-                "--nproc",
-                "2",
-                "--epochs",
-                "1",
-                *common,
-            ],
-        )
         models = ["--model", str(model)]
         for title, argv in (
+            (
+                "continue training on the fresh examples (warm start)",
+                [
+                    "train",
+                    "--table",
+                    "fresh_examples",
+                    "--warm-start",
+                    str(model),
+                    "--out",
+                    str(fresh_model),
+                    "--nproc",
+                    "2",
+                    "--epochs",
+                    "1",
+                    *common,
+                ],
+            ),
             (
                 "both models on the batch eval rows (prediction difference, metrics)",
                 ["compare-models", str(model), str(fresh_model), *common],
@@ -143,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{seconds:7.1f} s  {title}")
     if not args.no_train:
         print(f"\nreport: {(work / 'report.html').resolve()}")
-        print(f"models: {(work / 'model').resolve()} (batch), {(work / 'model-fresh').resolve()}")
+        print(f"models: {model.resolve()} (batch), {fresh_model.resolve()} (fresh)")
     print(
         "\nquery it, e.g.:\n"
         '  freshlake sql "SELECT dt, count(*) rows, sum(weight) est_impressions, '

@@ -11,7 +11,8 @@ Semantics (DESIGN.md sections 3 and 4), one row per kept impression:
 - A second click of an already written positive (repeated clicks can come minutes apart, longer
   than the watermark keeps dedup state) is dropped: the joiner remembers which impressions it
   decided as positive while actions for them can still arrive, i.e. until Spark's watermark
-  passes their window (`JoinerState`, rebuilt from the tables on restart). A null-padded row never follows a match, so no impression is written twice.
+  passes their window (`JoinerState`, rebuilt from the tables on restart). A null-padded row
+  never follows a match, so no impression is written twice.
 - Other configured actions (like, conversion) label `label_<action>` without deciding the row:
   they are deduplicated within the watermark and kept in `fresh_actions`; a row is written with
   every such action seen so far, and one that arrives after its positive row was written

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from torch.utils.data import IterableDataset, get_worker_info
 
 from training.batch import Batch, FeatureLayout, to_batch
-from training.units import WorkUnit, blocks, epoch_order, open_file, shard_units
+from training.units import WorkUnit, blocks, epoch_order, read_unit, shard_units
 
 # shard -> (block, row): the next row that shard has not yet delivered.
 ShardPositions = Mapping[int, tuple[int, int]]
@@ -62,10 +62,7 @@ class DeltaExamples(IterableDataset):
 
     def _read(self, units: Sequence[WorkUnit]) -> pa.Table:
         columns = self._columns()
-        parts = [
-            _without_views(open_file(u.uri).read_row_group(u.row_group, columns=columns))
-            for u in units
-        ]
+        parts = [read_unit(u, columns) for u in units]
         table = pa.concat_tables(parts, promote_options="permissive")
         for column, value in self.filters.items():
             table = table.filter(pc.equal(table.column(column), value))
@@ -117,18 +114,3 @@ class DeltaExamples(IterableDataset):
         batch = to_batch(table, self.layout, self.extras)
         batch.position = (self.epoch, shard, *position)
         return batch
-
-
-def _without_views(table: pa.Table) -> pa.Table:
-    """string_view / binary_view columns as string / binary.
-
-    Files rewritten by delta-rs (a MERGE that updates labels in place) carry view types in their
-    Arrow schema; files written by Spark tasks do not, and one block may hold both.
-    """
-    plain = {pa.types.is_string_view: pa.string(), pa.types.is_binary_view: pa.binary()}
-    fields = [
-        next((pa.field(f.name, t, f.nullable) for test, t in plain.items() if test(f.type)), f)
-        for f in table.schema
-    ]
-    schema = pa.schema(fields)
-    return table if schema.equals(table.schema) else table.cast(schema)

@@ -13,7 +13,7 @@ from training.batch import FeatureLayout
 from training.dataset import DeltaExamples
 from training.metrics import correct_for_negative_sampling, evaluate_predictions
 from training.model import CTRModel
-from training.units import WorkUnit, open_file
+from training.units import WorkUnit, read_unit
 
 SPLIT_COLUMN = "split"
 
@@ -85,9 +85,7 @@ def popularity_baseline(
     wanted = [column, layout.label, SPLIT_COLUMN] + ([layout.weight] if layout.weight else [])
     values, labels, weights = [], [], []
     for unit in units:
-        table = open_file(unit.uri).read_row_group(
-            unit.row_group, columns=list(dict.fromkeys(wanted))
-        )
+        table = read_unit(unit, list(dict.fromkeys(wanted)))
         table = table.filter(pc.equal(table.column(SPLIT_COLUMN), train_split))
         values.append(table.column(column).to_numpy(zero_copy_only=False))
         labels.append(pc.fill_null(table.column(layout.label), 0).to_numpy().astype(np.float64))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -33,6 +34,23 @@ def open_file(uri: str) -> pq.ParquetFile:
     else:
         fs, path = pafs.LocalFileSystem(), uri
     return pq.ParquetFile(fs.open_input_file(path))
+
+
+def read_unit(unit: WorkUnit, columns: Sequence[str]) -> pa.Table:
+    """The `columns` of one unit's row group, view types read as plain string / binary.
+
+    Files rewritten by delta-rs (a MERGE that updates labels in place) carry string_view /
+    binary_view in their Arrow schema; files written by Spark tasks do not, and one block or
+    evaluation pass may hold both.
+    """
+    table = open_file(unit.uri).read_row_group(unit.row_group, columns=list(columns))
+    plain = {pa.types.is_string_view: pa.string(), pa.types.is_binary_view: pa.binary()}
+    fields = [
+        next((pa.field(f.name, t, f.nullable) for test, t in plain.items() if test(f.type)), f)
+        for f in table.schema
+    ]
+    schema = pa.schema(fields)
+    return table if schema.equals(table.schema) else table.cast(schema)
 
 
 def plan_units(snapshot: Snapshot) -> list[WorkUnit]:
