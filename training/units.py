@@ -44,13 +44,18 @@ def read_unit(unit: WorkUnit, columns: Sequence[str]) -> pa.Table:
     evaluation pass may hold both.
     """
     table = open_file(unit.uri).read_row_group(unit.row_group, columns=list(columns))
-    plain = {pa.types.is_string_view: pa.string(), pa.types.is_binary_view: pa.binary()}
-    fields = [
-        next((pa.field(f.name, t, f.nullable) for test, t in plain.items() if test(f.type)), f)
-        for f in table.schema
-    ]
+    fields = [pa.field(f.name, _plain_type(f.type), f.nullable) for f in table.schema]
     schema = pa.schema(fields)
     return table if schema.equals(table.schema) else table.cast(schema)
+
+
+def _plain_type(data_type: pa.DataType) -> pa.DataType:
+    # pyarrow < 16 (the Petastorm environment) has no view types, hence getattr.
+    if getattr(pa.types, "is_string_view", lambda _: False)(data_type):
+        return pa.string()
+    if getattr(pa.types, "is_binary_view", lambda _: False)(data_type):
+        return pa.binary()
+    return data_type
 
 
 def plan_units(snapshot: Snapshot) -> list[WorkUnit]:
