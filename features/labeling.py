@@ -6,7 +6,8 @@ An impression is positive for action A iff an A action with the same `impression
 The functions are lazy Column / DataFrame transforms, shared by the batch builder and the
 streaming joiner:
 
-- `attribution_condition(served_at, action_at, labels)`: the time-range condition of the join.
+- `attribution_condition(served_at, action_at, labels)`: the time-range condition of the join
+  (`is_attributed` is the same test on Python values).
 - `action_time_columns(joined, labels)`: on impression x action rows (action columns nullable, as
   after a left outer join), one `attributed_<action>_at` column per configured action.
 - `first_action_times(actions, impressions, labels)`: the batch path's per-impression minimum of
@@ -18,7 +19,7 @@ streaming joiner:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -52,6 +53,12 @@ def attribution_condition(served_at: Column, action_at: Column, labels: LabelCon
     lower = served_at - F.expr(f"INTERVAL {labels.clock_skew_seconds} SECONDS")
     upper = served_at + F.expr(f"INTERVAL {labels.attribution_window_seconds} SECONDS")
     return (action_at >= lower) & (action_at <= upper)
+
+
+def is_attributed(served_at: datetime, action_at: datetime, labels: LabelConfig) -> bool:
+    """`attribution_condition` for driver-side values (the joiner's rows between batches)."""
+    lower = served_at - timedelta(seconds=labels.clock_skew_seconds)
+    return lower <= action_at <= served_at + timedelta(seconds=labels.attribution_window_seconds)
 
 
 def action_time_columns(joined: DataFrame, labels: LabelConfig) -> DataFrame:

@@ -22,9 +22,12 @@ Semantics (DESIGN.md sections 3 and 4), one row per kept impression:
   (the bronze ingest quarantines them). Events later than the watermark are dropped by Spark and
   counted in the metrics (`late_rows_dropped`); the bronze tables keep them.
 - Labels, sampling, weights and feature transforms are `features/` functions, the very ones the
-  batch builder calls; rarity comes from the latest `item_stats` snapshot (a static table).
-  `recency_weight` is measured from the commit time; in `split.mode=time` every fresh row is
-  `train` (the eval days are a property of a batch window), `user_hash` splits as in batch.
+  batch builder calls, applied inside the streaming plan after the join (`stream_examples`), so
+  the negatives that sampling drops never reach the driver; rarity comes from the latest
+  `item_stats` snapshot (a static table). The sink only picks one row per impression, sets the
+  secondary labels from the actions seen so far and writes. `recency_weight` is measured from
+  the micro-batch's timestamp; in `split.mode=time` every fresh row is `train` (the eval days
+  are a property of a batch window), `user_hash` splits as in batch.
 - Watermarks: Spark's `min` policy over its watermark inputs, which here are the impressions,
   the positive actions and the other actions (Spark pushes the action-type filters below the
   actions' watermark, so each type gets its own): negatives are emitted as the slowest of the
@@ -45,10 +48,16 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
-from pyspark.sql.types import StructType
 
 from features.examples import to_examples
-from features.labeling import attach_labels, attribution_condition, labeled_actions
+from features.labeling import (
+    action_time_columns,
+    attribution_condition,
+    is_attributed,
+    label_column,
+    label_columns,
+    labeled_actions,
+)
 from features.quality import configured_fill_values, impression_problem
 from features.sampling import is_sampled, sampling_columns
 from features.schemas import IMPRESSION_SCHEMA
@@ -80,7 +89,6 @@ DECISION, SECONDARY = "decision", "secondary"
 IMPRESSION_FIELDS = [
     f.name for f in IMPRESSION_SCHEMA if f.name not in ("source_file", "ingest_run_id", "dt")
 ]
-ACTION_ROW = "impression_id string, action string, action_at timestamp"
 
 
 # -- the streaming plan ---------------------------------------------------------------------------
@@ -113,11 +121,20 @@ def action_stream(spark: SparkSession, config: Config) -> DataFrame:
     )
 
 
-def joined_stream(impressions: DataFrame, actions: DataFrame, config: Config) -> DataFrame:
-    """Decision rows (impression LEFT OUTER JOIN its positive actions) and secondary actions.
+def joined_stream(
+    impressions: DataFrame,
+    actions: DataFrame,
+    config: Config,
+    item_counts: DataFrame | None = None,
+    fill_values: Mapping[str, float] | None = None,
+) -> DataFrame:
+    """Finished example rows (`kind` = decision) and secondary actions (`kind` = secondary).
 
-    One schema: `kind`, the impression fields, `action`, `action_at`. Decision rows have
-    action_at null for a negative (emitted once the watermark passes the window).
+    Decision rows are impression LEFT OUTER JOIN its positive actions (a negative is emitted
+    once the watermark passes its window), turned into `fresh_examples` rows inside the plan
+    (`stream_examples`), so negatives the sampling drops never leave Spark. One schema: the
+    example columns, `kind`, `action`, `action_at`; secondary rows fill only kind,
+    impression_id, action and action_at.
     """
     labels = config.labels
     positive = actions.where(F.col("action") == labels.positive_action).select(
@@ -126,27 +143,47 @@ def joined_stream(impressions: DataFrame, actions: DataFrame, config: Config) ->
     condition = (F.col("impression_id") == F.col("_a_impression_id")) & attribution_condition(
         F.col("served_at"), F.col("_a_action_at"), labels
     )
-    decisions = impressions.join(positive, condition, "leftOuter").select(
-        F.lit(DECISION).alias("kind"),
+    pairs = impressions.join(positive, condition, "leftOuter").select(
         *IMPRESSION_FIELDS,
         F.when(F.col("_a_action_at").isNotNull(), F.lit(labels.positive_action)).alias("action"),
         F.col("_a_action_at").alias("action_at"),
     )
-    types = {f.name: f.dataType for f in IMPRESSION_SCHEMA}
+    decisions = stream_examples(pairs, config, item_counts, fill_values)
     secondary = (
         actions.where(F.col("action") != labels.positive_action)
         .dropDuplicatesWithinWatermark(["impression_id", "action", "action_at"])
-        .select(
-            F.lit(SECONDARY).alias("kind"),
-            *[
-                F.col(n) if n == "impression_id" else F.lit(None).cast(types[n]).alias(n)
-                for n in IMPRESSION_FIELDS
-            ],
-            "action",
-            "action_at",
-        )
+        .select(F.lit(SECONDARY).alias("kind"), "impression_id", "action", "action_at")
     )
-    return decisions.unionByName(secondary)
+    return decisions.withColumn("kind", F.lit(DECISION)).unionByName(
+        secondary, allowMissingColumns=True
+    )
+
+
+def stream_examples(
+    pairs: DataFrame,
+    config: Config,
+    item_counts: DataFrame | None,
+    fill_values: Mapping[str, float] | None,
+) -> DataFrame:
+    """Impression x positive-action rows as `fresh_examples` rows, by the batch builder's functions.
+
+    Labels come from the row's own positive action; secondary labels are set by the sink, which
+    knows the actions of earlier batches. Recency is measured from the micro-batch's timestamp
+    (`current_timestamp()` is fixed per batch and replayed with it). `run_id` is the query's
+    name until the sink adds the batch id.
+    """
+    labels, spec = config.labels, config.features.spec
+    labeled = label_columns(action_time_columns(pairs, labels), labels)
+    sampled = sampling_columns(labeled, config.sampling, item_counts)
+    kept = sampled.where(is_sampled(config.sampling))
+    featured = apply_feature_spec(kept, spec, fill_values)
+    batch_time = F.current_timestamp()
+    weighted = weight_columns(featured, config.recency, batch_time)
+    if config.split.mode == "user_hash":
+        split = split_column(weighted, config.split, batch_time)
+    else:  # a time split's eval days belong to a batch window: every fresh row trains
+        split = weighted.withColumn("split", F.lit("train"))
+    return to_examples(split, labels, spec, source="stream", run_id=JOINER_QUERY)
 
 
 # -- what the joiner remembers between micro-batches ----------------------------------------------
@@ -226,88 +263,74 @@ class JoinerSink:
         self,
         config: Config,
         lake: Lake,
-        item_counts: DataFrame | None,
-        fill_values: Mapping[str, float],
         recorder: MetricsRecorder | None = None,
         name: str = JOINER_QUERY,
     ):
         self.config = config
         self.lake = lake
-        self.item_counts = item_counts
-        self.fill_values = dict(fill_values)
         self.recorder = recorder
         self.name = name
         self.checkpoint = checkpoint_dir(config, name)
+        self.query_id: str | None = None
         self.state: JoinerState | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         watermark = batch_watermark(self.checkpoint, batch_id).replace(tzinfo=None)
         if self.state is None:
             self.state = JoinerState.restore(self.lake, self.config, watermark)
-        app_id = f"{self.name}/{checkpointed_query_id(self.checkpoint)}"
-        # One Spark job runs the micro-batch (a trigger's worth of events): the rest works on
-        # its rows, so the streaming plan is never executed twice.
-        report = self._process(batch.sparkSession, batch.schema, batch.toArrow(), batch_id, app_id)
+            self.query_id = checkpointed_query_id(self.checkpoint)
+        # One Spark job runs the micro-batch; the rest works on its (few) rows on the driver.
+        report = self._process(batch.toArrow(), batch_id, f"{self.name}/{self.query_id}")
         self.state.advance(watermark)
         if self.recorder is not None:
             self.recorder.report(report)
 
-    def _process(
-        self, spark: SparkSession, schema: StructType, rows: pa.Table, batch_id: int, app_id: str
-    ) -> BatchReport:
-        labels, state = self.config.labels, self.state
-        is_secondary = pc.equal(rows.column("kind"), SECONDARY)
+    def _process(self, rows: pa.Table, batch_id: int, app_id: str) -> BatchReport:
+        state = self.state
+        kind = rows.column("kind")
+        secondary_rows = rows.filter(pc.equal(kind, SECONDARY)).select(
+            ["impression_id", "action", "action_at"]
+        )
         secondary = [
             (r["impression_id"], r["action"], r["action_at"])
-            for r in _naive_times(rows.filter(is_secondary)).to_pylist()
+            for r in _naive_times(secondary_rows).to_pylist()
         ]
-        decisions = _one_row_per_impression(rows.filter(pc.invert(is_secondary)))
-        decided = _naive_times(decisions.select(["impression_id", "served_at", "action_at"]))
+        examples = _one_row_per_impression(
+            rows.filter(pc.equal(kind, DECISION)).drop_columns(["kind", "action", "action_at"])
+        )
+        keys = _naive_times(examples.select(["impression_id", "served_at", "first_action_at"]))
         # A later click of an impression already written as positive decides nothing.
-        fresh = [r for r in decided.to_pylist() if r["impression_id"] not in state.positives]
+        is_fresh = [i not in state.positives for i in keys.column("impression_id").to_pylist()]
+        examples = examples.filter(pa.array(is_fresh, pa.bool_()))
+        fresh = keys.filter(pa.array(is_fresh, pa.bool_())).to_pylist()
         seen = JoinerState(state.keep, secondary={k: set(v) for k, v in state.secondary.items()})
         seen.add_secondary(secondary)
-        actions = [
-            (r["impression_id"], labels.positive_action, r["action_at"])
-            for r in fresh
-            if r["action_at"] is not None
-        ]
-        actions += [
-            (r["impression_id"], action, at)
-            for r in fresh
-            for action, at in seen.secondary.get(r["impression_id"], ())
-        ]
+        examples = self._finish(examples, fresh, seen, batch_id)
         written, replayed = {}, False
         if secondary:
-            frame = spark.createDataFrame(secondary, ACTION_ROW)
-            self.lake.write(
+            dt = pc.cast(secondary_rows.column("action_at"), pa.date32())
+            self.lake.append_arrow(
                 FRESH_ACTIONS,
-                frame.withColumn("dt", F.to_date("action_at")),
+                secondary_rows.append_column("dt", dt),
                 partition_by=["dt"],
                 app_id=app_id,
                 app_version=batch_id,
             )
             written[FRESH_ACTIONS] = len(secondary)
-        if fresh:
-            keep = pa.array([r["impression_id"] for r in fresh], pa.string())
-            impressions = spark.createDataFrame(
-                decisions.filter(pc.is_in(decisions.column("impression_id"), keep)), schema
-            ).drop("kind", "action", "action_at")
-            examples = self._examples(
-                impressions, spark.createDataFrame(actions, ACTION_ROW), batch_id
-            )
-            result = self.lake.write(
+        if examples.num_rows:
+            result = self.lake.append_arrow(
                 FRESH_EXAMPLES, examples, partition_by=["dt"], app_id=app_id, app_version=batch_id
             )
             written[FRESH_EXAMPLES] = result.rows
             replayed = result.skipped
         upgrades = self._upgrades(secondary)
         if upgrades:
-            written["upgraded"] = upgrade_labels(self.lake, FRESH_EXAMPLES, upgrades, labels)
+            written["upgraded"] = upgrade_labels(
+                self.lake, FRESH_EXAMPLES, upgrades, self.config.labels
+            )
         committed_at = datetime.now(UTC)
-        state.positives.update(
-            {r["impression_id"]: r["served_at"] for r in fresh if r["action_at"]}
-        )
+        positives = [r for r in fresh if r["first_action_at"] is not None]
+        state.positives.update({r["impression_id"]: r["served_at"] for r in positives})
         state.add_secondary(secondary)
         return BatchReport(
             batch_id=batch_id,
@@ -315,52 +338,56 @@ class JoinerSink:
             rows_written=written,
             skipped=replayed,
             latencies_s=[
-                (committed_at - r["action_at"].replace(tzinfo=UTC)).total_seconds()
-                for r in fresh
-                if r["action_at"] is not None
+                (committed_at - r["first_action_at"].replace(tzinfo=UTC)).total_seconds()
+                for r in positives
             ],
         )
 
-    def _examples(self, impressions: DataFrame, actions: DataFrame, batch_id: int) -> DataFrame:
-        config = self.config
-        labeled = attach_labels(impressions, actions, config.labels)
-        sampled = sampling_columns(labeled, config.sampling, self.item_counts)
-        kept = sampled.where(is_sampled(config.sampling))
-        features = apply_feature_spec(kept, config.features.spec, self.fill_values)
-        weighted = weight_columns(features, config.recency, datetime.now(UTC))
-        if config.split.mode == "user_hash":
-            split = split_column(weighted, config.split, datetime.now(UTC))
-        else:
-            split = weighted.withColumn("split", F.lit("train"))
-        return to_examples(
-            split,
-            config.labels,
-            config.features.spec,
-            source="stream",
-            run_id=f"{self.name}-{batch_id}",
-        )
+    def _finish(
+        self, examples: pa.Table, fresh: list[dict], seen: JoinerState, batch_id: int
+    ) -> pa.Table:
+        """Secondary labels from every action seen so far, and the batch's run_id."""
+        labels = self.config.labels
+        for action in labeled_actions(labels):
+            if action == labels.positive_action:
+                continue
+            flags = [
+                int(
+                    any(
+                        name == action and is_attributed(r["served_at"], at, labels)
+                        for name, at in seen.secondary.get(r["impression_id"], ())
+                    )
+                )
+                for r in fresh
+            ]
+            examples = _replace_column(examples, label_column(action), pa.array(flags, pa.int32()))
+        run_ids = pa.array([f"{self.name}-{batch_id}"] * examples.num_rows, pa.string())
+        return _replace_column(examples, "run_id", run_ids)
 
     def _upgrades(self, secondary) -> list[tuple[str, datetime, str, datetime]]:
         """Secondary actions inside the window of a positive written in an earlier batch."""
-        labels = self.config.labels
-        before = timedelta(seconds=labels.clock_skew_seconds)
-        after = timedelta(seconds=labels.attribution_window_seconds)
         found = []
         for impression_id, action, action_at in secondary:
             served_at = self.state.positives.get(impression_id)
-            if served_at is not None and served_at - before <= action_at <= served_at + after:
+            if served_at is not None and is_attributed(served_at, action_at, self.config.labels):
                 found.append((impression_id, served_at, action, action_at))
         return found
 
 
-def _one_row_per_impression(decisions: pa.Table) -> pa.Table:
-    """Per impression, the row of its earliest positive action (or its null-padded row)."""
-    ordered = decisions.sort_by(
-        [("impression_id", "ascending"), ("action_at", "ascending", "at_end")]
+def _one_row_per_impression(examples: pa.Table) -> pa.Table:
+    """Per impression, the row of its earliest positive action (or its negative row)."""
+    ordered = examples.sort_by(
+        [("impression_id", "ascending"), ("first_action_at", "ascending", "at_end")]
     )
     ids = ordered.column("impression_id").to_pylist()
     first = [i for i, key in enumerate(ids) if i == 0 or key != ids[i - 1]]
     return ordered.take(pa.array(first, pa.int64()))
+
+
+def _replace_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    index = table.schema.get_field_index(name)
+    field = table.schema.field(index)
+    return table.set_column(index, field, values.cast(field.type))
 
 
 def _naive_times(table: pa.Table) -> pa.Table:
@@ -425,8 +452,14 @@ def start_joiner(
             f"numeric features {missing} have no imputation value for the stream: set "
             "quality.imputation or a spec default, or run build-training-set first"
         )
-    stream = joined_stream(impression_stream(spark, config), action_stream(spark, config), config)
-    sink = JoinerSink(config, lake, item_counts, fill_values, recorder, name)
+    stream = joined_stream(
+        impression_stream(spark, config),
+        action_stream(spark, config),
+        config,
+        item_counts,
+        fill_values,
+    )
+    sink = JoinerSink(config, lake, recorder, name)
     return start_query(stream, name, config, sink, available_now=available_now)
 
 
@@ -438,4 +471,5 @@ __all__ = [
     "JoinerState",
     "joined_stream",
     "start_joiner",
+    "stream_examples",
 ]

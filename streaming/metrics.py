@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import (
     DoubleType,
     LongType,
@@ -150,11 +152,16 @@ class MetricsRecorder:
 
     def _write_table(self, rows: list[dict[str, Any]]) -> None:
         if self.lake is not None:
-            columns = [f.name for f in METRICS_SCHEMA]
-            df = self.lake.spark.createDataFrame(
-                [{c: row[c] for c in columns} for row in rows], METRICS_SCHEMA
-            )
-            self.lake.write(METRICS_TABLE, df, partition_by=["dt"])
+            schema = to_arrow_schema(METRICS_SCHEMA, timezone="UTC")
+            records = [
+                {
+                    **{c: row[c] for c in schema.names},
+                    "rows_written": list(row["rows_written"].items()),
+                }
+                for row in rows
+            ]
+            table = pa.Table.from_pylist(records, schema=schema)
+            self.lake.append_arrow(METRICS_TABLE, table, partition_by=["dt"])
 
 
 def read_metrics_log(path: str | Path) -> list[dict[str, Any]]:

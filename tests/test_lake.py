@@ -77,6 +77,24 @@ def test_repeated_app_transaction_writes_nothing(spark, lake):
     assert not other.skipped and lake.read("events").count() == 600
 
 
+def test_arrow_appends_read_like_spark_writes_and_are_idempotent(spark, lake):
+    df = events(spark, 400)
+    lake.write("events", df.where("id < 200"), partition_by=["dt"])
+    arrow = df.where("id >= 200").toArrow()
+    first = lake.append_arrow("events", arrow, app_id="sink", app_version=7)
+    assert (first.version, first.rows, first.skipped) == (1, 200, False)
+    assert lake.append_arrow("events", arrow, app_id="sink", app_version=7).skipped
+    back = lake.read("events")
+    assert back.schema.simpleString() == df.schema.simpleString()
+    assert sorted(back.collect()) == sorted(df.collect())
+    stats = pa.table(lake.delta_table("events").get_add_actions(flatten=True)).to_pylist()
+    assert sum(a["num_records"] for a in stats) == 400
+    with pytest.raises(SchemaMismatchError, match=r"missing columns \['features'\]"):
+        lake.append_arrow("events", arrow.drop_columns(["features"]))
+    created = lake.append_arrow("fresh", arrow, partition_by=["dt"])
+    assert created.version == 0 and lake.delta_table("fresh").metadata().partition_columns == ["dt"]
+
+
 def test_partition_overwrite_replaces_exactly_those_partitions(spark, lake):
     df = events(spark, 1000)
     lake.write("events", df, partition_by=["dt"])

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
@@ -65,6 +66,20 @@ class Lake:
             app_id=app_id,
             app_version=app_version,
             metadata=metadata,
+        )
+
+    def append_arrow(
+        self,
+        table: str,
+        data: pa.Table,
+        *,
+        partition_by: Sequence[str] = (),
+        app_id: str | None = None,
+        app_version: int | None = None,
+    ) -> WriteResult:
+        """Append driver-side Arrow rows in one atomic commit (see `LakeEngine.append_arrow`)."""
+        return self.engine.append_arrow(
+            self.uri(table), data, partition_by=partition_by, app_id=app_id, app_version=app_version
         )
 
     def read(self, table: str, version: int | None = None) -> DataFrame:

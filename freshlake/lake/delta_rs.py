@@ -49,26 +49,66 @@ class DeltaRsEngine(LakeEngine):
         if (app_id is None) != (app_version is None):
             raise ValueError("app_id and app_version go together")
         table = self._open(uri)
-        if app_id is not None and table is not None:
-            done = table.transaction_version(app_id)
-            if done is not None and app_version <= done:
-                return WriteResult(uri, table.version(), skipped=True)
-
+        if _already_committed(table, app_id, app_version):
+            return WriteResult(uri, table.version(), skipped=True)
         schema = to_arrow_schema(df.schema, timezone="UTC")
-        if table is not None:
-            check_schema(uri, pa.schema(table.schema().to_arrow()), schema)
-            partition_by = list(table.metadata().partition_columns)
-        partition_by = list(partition_by)
-        unknown = [c for c in partition_by if c not in schema.names]
-        if unknown:
-            raise ValueError(f"partition columns {unknown} are not in the data")
+        partition_by = self._partition_by(uri, table, schema, partition_by)
         actions, rows = self._write_files(uri, df, schema, partition_by, data_change=True)
         if mode == "overwrite" and replace_partitions:
             _check_inside(uri, actions, replace_partitions)
-        props = CommitProperties(
-            custom_metadata=dict(metadata or {}) or None,
-            app_transactions=[Transaction(app_id, app_version)] if app_id is not None else None,
-        )
+        self._commit(
+            uri, table, schema, actions, mode, partition_by, replace_partitions,
+            _commit_properties(app_id, app_version, metadata),
+        )  # fmt: skip
+        return WriteResult(uri, self.version(uri), files=len(actions), rows=rows)
+
+    def append_arrow(
+        self,
+        uri: str,
+        data: pa.Table,
+        *,
+        partition_by: Sequence[str] = (),
+        app_id: str | None = None,
+        app_version: int | None = None,
+    ) -> WriteResult:
+        """Write the Parquet files on the driver (the Spark tasks' writer) and commit them."""
+        if (app_id is None) != (app_version is None):
+            raise ValueError("app_id and app_version go together")
+        table = self._open(uri)
+        if _already_committed(table, app_id, app_version):
+            return WriteResult(uri, table.version(), skipped=True)
+        partition_by = self._partition_by(uri, table, data.schema, partition_by)
+        file_schema = pa.schema([f for f in data.schema if f.name not in partition_by])
+        writer = make_task_writer(_absolute(uri), partition_by, file_schema)
+        described = [row for batch in writer(iter(data.to_batches())) for row in batch.to_pylist()]
+        actions = _add_actions(described, data_change=True)
+        props = _commit_properties(app_id, app_version, None)
+        self._commit(uri, table, data.schema, actions, "append", partition_by, None, props)
+        return WriteResult(uri, self.version(uri), files=len(actions), rows=data.num_rows)
+
+    def _partition_by(
+        self, uri: str, table: DeltaTable | None, schema: pa.Schema, partition_by: Sequence[str]
+    ) -> list[str]:
+        """The table's partition columns (the requested ones for a new table), checked."""
+        if table is not None:
+            check_schema(uri, pa.schema(table.schema().to_arrow()), schema)
+            partition_by = list(table.metadata().partition_columns)
+        unknown = [c for c in partition_by if c not in schema.names]
+        if unknown:
+            raise ValueError(f"partition columns {unknown} are not in the data")
+        return list(partition_by)
+
+    def _commit(
+        self,
+        uri: str,
+        table: DeltaTable | None,
+        schema: pa.Schema,
+        actions: list[AddAction],
+        mode: WriteMode,
+        partition_by: list[str],
+        replace_partitions: Mapping[str, Sequence[str]] | None,
+        props: CommitProperties,
+    ) -> None:
         delta_schema = Schema.from_arrow(schema)
         if table is None:
             create_table_with_add_actions(
@@ -89,8 +129,6 @@ class DeltaRsEngine(LakeEngine):
                 partition_filters=_filters(replace_partitions) if mode == "overwrite" else None,
                 commit_properties=props,
             )
-        version = self.version(uri)
-        return WriteResult(uri, version, files=len(actions), rows=rows)
 
     def rewrite(
         self,
@@ -166,18 +204,8 @@ class DeltaRsEngine(LakeEngine):
         file_schema = pa.schema([f for f in schema if f.name not in partition_by])
         writer = make_task_writer(_absolute(uri), partition_by, file_schema)
         described = df.select(*schema.names).mapInArrow(writer, FILE_METADATA_SCHEMA).collect()
-        actions = [
-            AddAction(
-                path=row["path"],
-                size=row["size"],
-                partition_values=json.loads(row["partition_values"]),
-                modification_time=row["modification_time"],
-                data_change=data_change,
-                stats=row["stats"],
-            )
-            for row in described
-        ]
-        return actions, sum(row["num_records"] for row in described)
+        rows = [row.asDict() for row in described]
+        return _add_actions(rows, data_change), sum(row["num_records"] for row in rows)
 
     def read(self, uri: str, version: int | None = None) -> DataFrame:
         table = self.delta_table(uri, version=version)
@@ -197,6 +225,40 @@ class DeltaRsEngine(LakeEngine):
 
     def _open(self, uri: str) -> DeltaTable | None:
         return self.delta_table(uri) if self.exists(uri) else None
+
+
+def _already_committed(
+    table: DeltaTable | None, app_id: str | None, app_version: int | None
+) -> bool:
+    """True when `app_version` of `app_id` is already in the table (delta-rs does not enforce it)."""
+    if table is None or app_id is None:
+        return False
+    done = table.transaction_version(app_id)
+    return done is not None and app_version <= done
+
+
+def _commit_properties(
+    app_id: str | None, app_version: int | None, metadata: Mapping[str, Any] | None
+) -> CommitProperties:
+    return CommitProperties(
+        custom_metadata=dict(metadata or {}) or None,
+        app_transactions=[Transaction(app_id, app_version)] if app_id is not None else None,
+    )
+
+
+def _add_actions(described: Sequence[Mapping[str, Any]], data_change: bool) -> list[AddAction]:
+    """Add actions for files described by the task writer (`FILE_METADATA_SCHEMA` rows)."""
+    return [
+        AddAction(
+            path=row["path"],
+            size=row["size"],
+            partition_values=json.loads(row["partition_values"]),
+            modification_time=row["modification_time"],
+            data_change=data_change,
+            stats=row["stats"],
+        )
+        for row in described
+    ]
 
 
 def _filters(replace: Mapping[str, Sequence[str]] | None) -> list[tuple[str, str, Any]] | None:

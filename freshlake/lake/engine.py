@@ -71,6 +71,28 @@ class LakeEngine(ABC):
         below the last one committed for that app id writes nothing (`skipped=True`).
         """
 
+    def append_arrow(
+        self,
+        uri: str,
+        data: pa.Table,
+        *,
+        partition_by: Sequence[str] = (),
+        app_id: str | None = None,
+        app_version: int | None = None,
+    ) -> WriteResult:
+        """Append driver-side rows (a micro-batch's output) in one atomic commit.
+
+        Same contract as `write` in append mode; engines that can commit Arrow data without a
+        Spark job (delta-rs) override it, the default goes through a Spark DataFrame.
+        """
+        return self.write(
+            uri,
+            self.spark.createDataFrame(data),
+            partition_by=partition_by,
+            app_id=app_id,
+            app_version=app_version,
+        )
+
     @abstractmethod
     def read(self, uri: str, version: int | None = None) -> DataFrame:
         """The table as a Spark DataFrame, at `version` or the latest, via the Delta log."""
