@@ -15,6 +15,8 @@ Spark passes option keys lower-cased and the read limit as `ReadMaxRows.max_rows
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -47,6 +49,8 @@ from streaming.offsets import (
     topic_partitions,
 )
 
+log = logging.getLogger(__name__)
+
 FORMAT_NAME = "fl-kafka"
 
 # The built-in `kafka` source's columns (without the optional headers).
@@ -74,7 +78,7 @@ _ARROW_SCHEMA = pa.schema(
     ]
 )
 _ROWS_PER_ARROW_BATCH = 10_000
-_RESEEK_AFTER_S = 5.0
+_RESEEK_AFTER_S = 5.0  # seconds without progress before a read or lookup gets a new client
 
 
 @dataclass(frozen=True)
@@ -179,10 +183,25 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return start
 
     def _available(self, start: Offsets) -> Offsets:
-        """The end of every partition (new partitions start from their first offset)."""
-        consumer, pairs = self._driver_consumer(), self._pairs()
-        known = _merge(earliest_offsets(consumer, pairs), start)
-        return end_offsets(consumer, pairs, known, timeout=self.options.poll_timeout_s)
+        """The end of every partition (new partitions start from their first offset).
+
+        A lookup that stalls (seen on a loaded local broker: a client that never gets its
+        partition EOF) is retried with a new client, until `pollTimeoutMs` has passed.
+        """
+        from confluent_kafka import KafkaException
+
+        deadline = time.monotonic() + self.options.poll_timeout_s
+        while True:
+            consumer, pairs = self._driver_consumer(), self._pairs()
+            known = _merge(earliest_offsets(consumer, pairs), start)
+            remaining = deadline - time.monotonic()
+            try:
+                return end_offsets(consumer, pairs, known, timeout=min(_RESEEK_AFTER_S, remaining))
+            except KafkaException:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("Kafka offset lookup stalled: retrying with a new client")
+                self.stop()
 
     def prepareForTriggerAvailableNow(self) -> None:
         self._target = self._available({})
@@ -224,8 +243,6 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
 def read_range(options: KafkaSourceOptions, rng: KafkaRange) -> Iterator[pa.RecordBatch]:
     """Records `[rng.start, rng.end)` of one partition as Arrow batches of the Kafka schema."""
-    import time
-
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
     consumer = Consumer(consumer_config(options.bootstrap_servers, options.client))
@@ -243,7 +260,10 @@ def read_range(options: KafkaSourceOptions, rng: KafkaRange) -> Iterator[pa.Reco
                     f"within {options.poll_timeout_s}s (records deleted or broker down?)"
                 )
             if now - max(progress_at, seek_at) > _RESEEK_AFTER_S:
-                # A fetch that stalls (seen on a loaded local broker) is retried from `position`.
+                # A fetch that stalls (seen on a loaded local broker) is retried from
+                # `position` by a new client.
+                consumer.close()
+                consumer = Consumer(consumer_config(options.bootstrap_servers, options.client))
                 consumer.assign([TopicPartition(rng.topic, rng.partition, position)])
                 seek_at = now
             # consume() waits out its timeout unless it got `num_messages`: ask for what is left.
