@@ -57,6 +57,10 @@ def topic_partitions(consumer: Consumer, topics: Iterable[str], timeout: float =
     return pairs
 
 
+class RecordsLostError(RuntimeError):
+    """A partition ends before an offset already read: its records are gone."""
+
+
 def earliest_offsets(consumer: Consumer, pairs: list, timeout: float = 10.0) -> Offsets:
     """The first offset of each partition (the low watermark, which Tansu reports right)."""
     offsets: Offsets = {}
@@ -74,18 +78,33 @@ def end_offsets(
 ) -> Offsets:
     """The true end (next offset to be written) of each partition, by fetching to EOF.
 
-    `known` holds offsets already known to be at or below the end (the last batch's end), so
-    only newer records are fetched.
+    The fetch starts at the last record the broker reports (Tansu's watermark is the base offset
+    of its last batch + 1), so it reads at most one batch. `known` holds offsets that must be at
+    or below the end (the last batch's end, from a checkpoint): a partition that ends before
+    its known offset means the topic was recreated or the broker lost its records, and raises
+    (as Spark's Kafka source does with failOnDataLoss) instead of waiting for records that will
+    never come.
     """
     known = known or {}
     starts: dict[tuple[str, int], int] = {}
     for topic, partition in pairs:
-        floor = known.get(topic, {}).get(str(partition), 0)
         _, reported = consumer.get_watermark_offsets(
             TopicPartition(topic, partition), timeout=timeout, cached=False
         )
-        starts[(topic, partition)] = max(floor, reported - 1, 0)
-    return _fetch_to_eof(consumer, starts, known, timeout)
+        starts[(topic, partition)] = max(reported - 1, 0)
+    ends = _fetch_to_eof(consumer, starts, known, timeout)
+    lost = [
+        f"{topic}/{partition} ends at {end}, before offset {known[topic][partition]}"
+        for topic, parts in ends.items()
+        for partition, end in parts.items()
+        if end < known.get(topic, {}).get(partition, 0)
+    ]
+    if lost:
+        raise RecordsLostError(
+            "records the checkpoint has read past are gone (topic recreated, or a broker that "
+            f"keeps no data restarted): {'; '.join(lost)}. Start the query from a new checkpoint."
+        )
+    return ends
 
 
 def _fetch_to_eof(

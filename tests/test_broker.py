@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from freshlake.config import BrokerConfig
 from streaming.broker import LocalBroker
-from streaming.offsets import consumer_config, end_offsets, topic_partitions
+from streaming.offsets import RecordsLostError, consumer_config, end_offsets, topic_partitions
 from tests.streaming_fixtures import create_topic, free_port
 
 
@@ -68,6 +68,20 @@ def test_end_offsets_fetch_to_eof_where_the_watermark_is_wrong(kafka_broker, top
         # Known offsets are a floor: only newer records are fetched.
         _produce(servers, topic, partition=1, count=3, one_batch=False)
         assert end_offsets(consumer, pairs, known=ends)[topic] == {"0": 7, "1": 503}
+    finally:
+        consumer.close()
+
+
+def test_a_checkpoint_past_the_partition_end_is_a_clear_error(kafka_broker, topic):
+    # What a memory-backed broker restarted under an old checkpoint looks like.
+    servers = kafka_broker.bootstrap_servers
+    _produce(servers, topic, partition=0, count=5, one_batch=False)
+    consumer = Consumer(consumer_config(servers))
+    try:
+        pairs = topic_partitions(consumer, [topic])
+        known = {topic: {"0": 40, "1": 0}}
+        with pytest.raises(RecordsLostError, match=rf"{topic}/0 ends at 5, before offset 40"):
+            end_offsets(consumer, pairs, known=known, timeout=10)
     finally:
         consumer.close()
 
