@@ -303,9 +303,9 @@ class JoinerSink:
         is_fresh = [i not in state.positives for i in keys.column("impression_id").to_pylist()]
         examples = examples.filter(pa.array(is_fresh, pa.bool_()))
         fresh = keys.filter(pa.array(is_fresh, pa.bool_())).to_pylist()
-        seen = JoinerState(state.keep, secondary={k: set(v) for k, v in state.secondary.items()})
-        seen.add_secondary(secondary)
-        examples = self._finish(examples, fresh, seen, batch_id)
+        this_batch = JoinerState(state.keep)
+        this_batch.add_secondary(secondary)
+        examples = self._finish(examples, fresh, this_batch, batch_id)
         written, replayed = {}, False
         if secondary:
             dt = pc.cast(secondary_rows.column("action_at"), pa.date32())
@@ -344,23 +344,24 @@ class JoinerSink:
         )
 
     def _finish(
-        self, examples: pa.Table, fresh: list[dict], seen: JoinerState, batch_id: int
+        self, examples: pa.Table, fresh: list[dict], this_batch: JoinerState, batch_id: int
     ) -> pa.Table:
-        """Secondary labels from every action seen so far, and the batch's run_id."""
+        """Secondary labels from every action seen so far (earlier batches and this one), and
+        the batch's run_id."""
         labels = self.config.labels
+        attributed = [
+            {
+                action
+                for source in (self.state.secondary, this_batch.secondary)
+                for action, at in source.get(r["impression_id"], ())
+                if is_attributed(r["served_at"], at, labels)
+            }
+            for r in fresh
+        ]
         for action in labeled_actions(labels):
-            if action == labels.positive_action:
-                continue
-            flags = [
-                int(
-                    any(
-                        name == action and is_attributed(r["served_at"], at, labels)
-                        for name, at in seen.secondary.get(r["impression_id"], ())
-                    )
-                )
-                for r in fresh
-            ]
-            examples = _replace_column(examples, label_column(action), pa.array(flags, pa.int32()))
+            if action != labels.positive_action:
+                flags = pa.array([int(action in names) for names in attributed], pa.int32())
+                examples = _replace_column(examples, label_column(action), flags)
         run_ids = pa.array([f"{self.name}-{batch_id}"] * examples.num_rows, pa.string())
         return _replace_column(examples, "run_id", run_ids)
 

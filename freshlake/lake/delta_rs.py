@@ -46,8 +46,6 @@ class DeltaRsEngine(LakeEngine):
     ) -> WriteResult:
         if mode not in ("append", "overwrite"):
             raise ValueError(f"mode must be 'append' or 'overwrite', not {mode!r}")
-        if (app_id is None) != (app_version is None):
-            raise ValueError("app_id and app_version go together")
         table = self._open(uri)
         if _already_committed(table, app_id, app_version):
             return WriteResult(uri, table.version(), skipped=True)
@@ -72,8 +70,6 @@ class DeltaRsEngine(LakeEngine):
         app_version: int | None = None,
     ) -> WriteResult:
         """Write the Parquet files on the driver (the Spark tasks' writer) and commit them."""
-        if (app_id is None) != (app_version is None):
-            raise ValueError("app_id and app_version go together")
         table = self._open(uri)
         if _already_committed(table, app_id, app_version):
             return WriteResult(uri, table.version(), skipped=True)
@@ -231,6 +227,8 @@ def _already_committed(
     table: DeltaTable | None, app_id: str | None, app_version: int | None
 ) -> bool:
     """True when `app_version` of `app_id` is already in the table (delta-rs does not enforce it)."""
+    if (app_id is None) != (app_version is None):
+        raise ValueError("app_id and app_version go together")
     if table is None or app_id is None:
         return False
     done = table.transaction_version(app_id)
