@@ -8,19 +8,23 @@ Semantics (DESIGN.md sections 3 and 4), one row per kept impression:
   (`served_at - clock_skew <= action_at <= served_at + window`). An impression is written as a
   positive in the micro-batch where its first attributed click arrives, and as a negative when
   the watermark passes the end of its window without one (Spark emits the null-padded row then).
-- A second click of an already written positive (repeated clicks can come minutes apart, longer
-  than the watermark keeps dedup state) is dropped: the joiner remembers which impressions it
-  decided as positive while actions for them can still arrive, i.e. until Spark's watermark
-  passes their window (`JoinerState`, rebuilt from the tables on restart). A null-padded row
-  never follows a match, so no impression is written twice.
+- Each impression is written once. The sink remembers every impression it wrote while input
+  for it can still arrive, i.e. until Spark's watermark passes its window (`JoinerState`,
+  rebuilt from the tables on restart), and drops a later row for it: a second click of a
+  written positive (repeated clicks can come minutes apart) and a re-sent impression's copy.
+  Deduplicating on the driver instead of in Spark state operators saves each micro-batch two
+  stateful stages; the memory is bounded by the watermark either way. The duplicates dropped
+  are counted in the metrics (`duplicates_dropped`). A null-padded row never follows a match.
 - Other configured actions (like, conversion) label `label_<action>` without deciding the row:
-  they are deduplicated within the watermark and kept in `fresh_actions`; a row is written with
-  every such action seen so far, and one that arrives after its positive row was written
-  updates that row in place (a Delta MERGE on impression_id, idempotent).
-- Impressions are deduplicated within the watermark (exact re-sends) and screened like the batch
-  builder (`features.quality.impression_problem`); records failing validation are dropped here
-  (the bronze ingest quarantines them). Events later than the watermark are dropped by Spark and
-  counted in the metrics (`late_rows_dropped`); the bronze tables keep them.
+  the sink drops exact re-sends among those still within reach and keeps the rest in
+  `fresh_actions`; a row is written with every such action seen so far, and one that arrives
+  after its positive row was written updates that row in place (a Delta MERGE on
+  impression_id, idempotent). An action older than everything the sink still remembers cannot
+  be deduplicated or attributed: it is dropped and counted as late.
+- Impressions are screened like the batch builder (`features.quality.impression_problem`);
+  records failing validation are dropped here (the bronze ingest quarantines them). Events later
+  than the watermark are dropped by Spark and counted in the metrics (`late_rows_dropped`); the
+  bronze tables keep them.
 - Labels, sampling, weights and feature transforms are `features/` functions, the very ones the
   batch builder calls, applied inside the streaming plan after the join (`stream_examples`), so
   the negatives that sampling drops never reach the driver; rarity comes from the latest
@@ -28,10 +32,10 @@ Semantics (DESIGN.md sections 3 and 4), one row per kept impression:
   secondary labels from the actions seen so far and writes. `recency_weight` is measured from
   the micro-batch's timestamp; in `split.mode=time` every fresh row is `train` (the eval days
   are a property of a batch window), `user_hash` splits as in batch.
-- Watermarks: Spark's `min` policy over its watermark inputs, which here are the impressions,
-  the positive actions and the other actions (Spark pushes the action-type filters below the
-  actions' watermark, so each type gets its own): negatives are emitted as the slowest of the
-  three advances, so a long pause of one action type delays negatives (never drops data).
+- Watermarks: Spark's `min` policy over its two watermark inputs, the impressions and the
+  actions (one watermark over every labeled action type, which both branches of the plan
+  share, so any action advances it): negatives are emitted as the slower of the two advances,
+  so a long pause of all actions delays negatives (never drops data).
 - Writes go through foreachBatch with idempotent Delta transactions (application id
   `joiner/<query id>`, version = batch id): a batch replayed after a crash writes nothing twice.
 """
@@ -101,13 +105,11 @@ def _validated(spark: SparkSession, config: Config, kind: str) -> DataFrame:
 
 
 def impression_stream(spark: SparkSession, config: Config) -> DataFrame:
-    """Valid, trainable impressions with a watermark, exact re-sends dropped."""
+    """Valid, trainable impressions with a watermark (re-sends are dropped by the sink)."""
     impressions = _validated(spark, config, "impressions")
     impressions = impressions.where(impression_problem(impressions.columns).isNull())
-    return (
-        impressions.select(*IMPRESSION_FIELDS)
-        .withWatermark("served_at", f"{config.streaming.watermark_delay_seconds} seconds")
-        .dropDuplicatesWithinWatermark(["impression_id"])
+    return impressions.select(*IMPRESSION_FIELDS).withWatermark(
+        "served_at", f"{config.streaming.watermark_delay_seconds} seconds"
     )
 
 
@@ -149,10 +151,8 @@ def joined_stream(
         F.col("_a_action_at").alias("action_at"),
     )
     decisions = stream_examples(pairs, config, item_counts, fill_values)
-    secondary = (
-        actions.where(F.col("action") != labels.positive_action)
-        .dropDuplicatesWithinWatermark(["impression_id", "action", "action_at"])
-        .select(F.lit(SECONDARY).alias("kind"), "impression_id", "action", "action_at")
+    secondary = actions.where(F.col("action") != labels.positive_action).select(
+        F.lit(SECONDARY).alias("kind"), "impression_id", "action", "action_at"
     )
     return decisions.withColumn("kind", F.lit(DECISION)).unionByName(
         secondary, allowMissingColumns=True
@@ -191,18 +191,20 @@ def stream_examples(
 
 @dataclass
 class JoinerState:
-    """Impressions decided positive, and secondary actions seen, still within reach of new input.
+    """Impressions written, and secondary actions seen, still within reach of new input.
 
-    Bounded by Spark's event-time watermark (read from the checkpoint's offset log): once the
-    watermark passes `served_at + window`, Spark has decided every impression served before and
-    drops later actions for it as late, so an entry older than `watermark - keep` is never needed
-    (keep = window + clock skew + watermark delay, the delay as a margin). Derived from the
-    committed tables (`restore`), so a restart from the checkpoint resumes with exactly what was
+    Bounded by Spark's event-time watermark (read from the checkpoint's offset log): once a
+    batch's watermark passed `served_at + window`, Spark has decided every impression served
+    before and drops later actions for it as late, so after that batch an entry older than
+    `watermark - keep` is never needed (keep = window + clock skew + watermark delay, the delay
+    as a margin). `watermark` is that of the last batch processed. Derived from the committed
+    tables (`restore`), so a restart from the checkpoint resumes with exactly what was
     committed; updated only after a batch's writes succeeded.
     """
 
     keep: timedelta
-    positives: dict[str, datetime] = field(default_factory=dict)  # impression_id -> served_at
+    written: dict[str, datetime] = field(default_factory=dict)  # impression_id -> served_at
+    positives: dict[str, datetime] = field(default_factory=dict)  # the written positives
     secondary: dict[str, set[tuple[str, datetime]]] = field(default_factory=dict)
     watermark: datetime | None = None  # naive UTC, as Spark returns timestamps
 
@@ -218,17 +220,18 @@ class JoinerState:
 
     @classmethod
     def restore(cls, lake: Lake, config: Config, watermark: datetime) -> JoinerState:
-        """The state as of the committed tables, for a batch running with `watermark`."""
+        """The state as of the committed tables, after a batch that ran with `watermark`."""
         state = cls.empty(config, watermark)
         since = F.lit(state.since())
         if lake.exists(FRESH_EXAMPLES):
             rows = (
                 lake.read(FRESH_EXAMPLES)
-                .where((F.col("label") == 1) & (F.col("served_at") >= since))
-                .select("impression_id", "served_at")
+                .where(F.col("served_at") >= since)
+                .select("impression_id", "served_at", "label")
                 .collect()
             )
-            state.positives = {r.impression_id: r.served_at for r in rows}
+            state.written = {r.impression_id: r.served_at for r in rows}
+            state.positives = {r.impression_id: r.served_at for r in rows if r.label == 1}
         if lake.exists(FRESH_ACTIONS):
             rows = lake.read(FRESH_ACTIONS).where(F.col("action_at") >= since).collect()
             state.add_secondary((r.impression_id, r.action, r.action_at) for r in rows)
@@ -242,12 +245,29 @@ class JoinerState:
         for impression_id, action, action_at in rows:
             self.secondary.setdefault(impression_id, set()).add((action, action_at))
 
+    def new_secondary(self, rows) -> tuple[list[tuple[str, str, datetime]], int]:
+        """(`rows` not seen before, in order, count of late ones): exact re-sends of an action
+        remembered, or repeated within `rows`, are dropped, and so are actions older than
+        everything remembered (`since`), which can neither be deduplicated nor attributed."""
+        since, fresh, seen, late = self.since(), [], set(), 0
+        for impression_id, action, action_at in rows:
+            if action_at < since:
+                late += 1
+            elif (impression_id, action, action_at) not in seen and (
+                action,
+                action_at,
+            ) not in self.secondary.get(impression_id, ()):
+                seen.add((impression_id, action, action_at))
+                fresh.append((impression_id, action, action_at))
+        return fresh, late
+
     def advance(self, watermark: datetime) -> None:
         """Move to a newer watermark and forget what fell out of reach."""
         if self.watermark is not None and watermark <= self.watermark:
             return
         self.watermark = watermark
         since = self.since()
+        self.written = {k: v for k, v in self.written.items() if v >= since}
         self.positives = {k: v for k, v in self.positives.items() if v >= since}
         for key in [k for k, acts in self.secondary.items() if max(t for _, t in acts) < since]:
             del self.secondary[key]
@@ -277,7 +297,15 @@ class JoinerSink:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         watermark = batch_watermark(self.checkpoint, batch_id).replace(tzinfo=None)
         if self.state is None:
-            self.state = JoinerState.restore(self.lake, self.config, watermark)
+            # As of the batch before: this one decides the impressions its watermark passed
+            # since then (a backlog can move it by hours), and needs what came for them. Spark
+            # keeps the offset log of at least the last 100 batches.
+            previous = (
+                batch_watermark(self.checkpoint, batch_id - 1).replace(tzinfo=None)
+                if batch_id > 0
+                else datetime(1970, 1, 1)
+            )
+            self.state = JoinerState.restore(self.lake, self.config, previous)
             self.query_id = checkpointed_query_id(self.checkpoint)
         # One Spark job runs the micro-batch; the rest works on its (few) rows on the driver.
         report = self._process(batch.toArrow(), batch_id, f"{self.name}/{self.query_id}")
@@ -288,35 +316,25 @@ class JoinerSink:
     def _process(self, rows: pa.Table, batch_id: int, app_id: str) -> BatchReport:
         state = self.state
         kind = rows.column("kind")
-        secondary_rows = rows.filter(pc.equal(kind, SECONDARY)).select(
-            ["impression_id", "action", "action_at"]
+        secondary_rows = _naive_times(
+            rows.filter(pc.equal(kind, SECONDARY)).select(["impression_id", "action", "action_at"])
         )
-        secondary = [
-            (r["impression_id"], r["action"], r["action_at"])
-            for r in _naive_times(secondary_rows).to_pylist()
-        ]
-        examples = _one_row_per_impression(
-            rows.filter(pc.equal(kind, DECISION)).drop_columns(["kind", "action", "action_at"])
+        secondary, late = state.new_secondary(
+            (r["impression_id"], r["action"], r["action_at"]) for r in secondary_rows.to_pylist()
         )
+        decisions = rows.filter(pc.equal(kind, DECISION))
+        examples = _one_row_per_impression(decisions.drop_columns(["kind", "action", "action_at"]))
         keys = _naive_times(examples.select(["impression_id", "served_at", "first_action_at"]))
-        # A later click of an impression already written as positive decides nothing.
-        is_fresh = [i not in state.positives for i in keys.column("impression_id").to_pylist()]
+        # A later click of a written positive, or a re-sent impression's copy, decides nothing.
+        is_fresh = [i not in state.written for i in keys.column("impression_id").to_pylist()]
         examples = examples.filter(pa.array(is_fresh, pa.bool_()))
         fresh = keys.filter(pa.array(is_fresh, pa.bool_())).to_pylist()
         this_batch = JoinerState(state.keep)
         this_batch.add_secondary(secondary)
         examples = self._finish(examples, fresh, this_batch, batch_id)
+        # fresh_actions is written last: a restart restores the state from the tables, so a batch
+        # replayed after a crash finds its actions remembered only when everything else is done.
         written, replayed = {}, False
-        if secondary:
-            dt = pc.cast(secondary_rows.column("action_at"), pa.date32())
-            self.lake.append_arrow(
-                FRESH_ACTIONS,
-                secondary_rows.append_column("dt", dt),
-                partition_by=["dt"],
-                app_id=app_id,
-                app_version=batch_id,
-            )
-            written[FRESH_ACTIONS] = len(secondary)
         if examples.num_rows:
             result = self.lake.append_arrow(
                 FRESH_EXAMPLES, examples, partition_by=["dt"], app_id=app_id, app_version=batch_id
@@ -328,8 +346,18 @@ class JoinerSink:
             written["upgraded"] = upgrade_labels(
                 self.lake, FRESH_EXAMPLES, upgrades, self.config.labels
             )
+        if secondary:
+            self.lake.append_arrow(
+                FRESH_ACTIONS,
+                _actions_table(secondary),
+                partition_by=["dt"],
+                app_id=app_id,
+                app_version=batch_id,
+            )
+            written[FRESH_ACTIONS] = len(secondary)
         committed_at = datetime.now(UTC)
         positives = [r for r in fresh if r["first_action_at"] is not None]
+        state.written.update({r["impression_id"]: r["served_at"] for r in fresh})
         state.positives.update({r["impression_id"]: r["served_at"] for r in positives})
         state.add_secondary(secondary)
         return BatchReport(
@@ -337,6 +365,9 @@ class JoinerSink:
             committed_at=committed_at,
             rows_written=written,
             skipped=replayed,
+            late_rows_dropped=late,
+            duplicates_dropped=(decisions.num_rows - len(fresh))
+            + (secondary_rows.num_rows - len(secondary) - late),
             latencies_s=[
                 (committed_at - r["first_action_at"].replace(tzinfo=UTC)).total_seconds()
                 for r in positives
@@ -373,6 +404,20 @@ class JoinerSink:
             if served_at is not None and is_attributed(served_at, action_at, self.config.labels):
                 found.append((impression_id, served_at, action, action_at))
         return found
+
+
+def _actions_table(actions: list[tuple[str, str, datetime]]) -> pa.Table:
+    """`fresh_actions` rows (naive UTC times, as the sink's state holds them)."""
+    ids, names, times = zip(*actions, strict=True)
+    at = pa.array(times, pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
+    return pa.table(
+        {
+            "impression_id": pa.array(ids, pa.string()),
+            "action": pa.array(names, pa.string()),
+            "action_at": at,
+            "dt": pc.cast(at, pa.date32()),
+        }
+    )
 
 
 def _one_row_per_impression(examples: pa.Table) -> pa.Table:

@@ -43,6 +43,7 @@ METRICS_SCHEMA = StructType(
         StructField("watermark", TimestampType(), True),
         StructField("state_rows", LongType(), True),
         StructField("late_rows_dropped", LongType(), True),
+        StructField("duplicates_dropped", LongType(), True),
         StructField("batch_duration_s", DoubleType(), True),
         StructField("positives", LongType(), True),
         StructField("latency_p50_s", DoubleType(), True),
@@ -61,6 +62,8 @@ class BatchReport:
     committed_at: datetime
     rows_written: dict[str, int] = field(default_factory=dict)
     skipped: bool = False  # a replayed batch whose writes were already committed
+    late_rows_dropped: int = 0  # dropped by the sink as too late (Spark's operators add theirs)
+    duplicates_dropped: int = 0  # re-sent impressions and actions, repeated clicks
     # seconds from each positive's first action to the commit of its example
     latencies_s: list[float] = field(default_factory=list)
 
@@ -128,9 +131,9 @@ class MetricsRecorder:
             "rows_written": report.rows_written,
             "watermark": _parse_time(watermark),
             "state_rows": sum(s.get("numRowsTotal", 0) for s in states) if states else None,
-            "late_rows_dropped": sum(s.get("numRowsDroppedByWatermark", 0) for s in states)
-            if states
-            else None,
+            "late_rows_dropped": report.late_rows_dropped
+            + sum(s.get("numRowsDroppedByWatermark", 0) for s in states),
+            "duplicates_dropped": report.duplicates_dropped,
             "batch_duration_s": (progress.get("durationMs") or {}).get("triggerExecution", 0) / 1000
             if progress
             else None,

@@ -92,6 +92,7 @@ def test_labels_duplicates_late_clicks_and_upgrades(spark, join_config, lake):
     # that moves the watermark past every window above. A restart resumes from the checkpoint.
     logger.log_action(action("clicked", "click", 20))
     logger.log_action(action("liked-later", "like", 30))
+    logger.log_action(action("liked-later", "like", 30))  # a re-sent like
     logger.log_impression(impression("heartbeat", 180))
     logger.log_action(action("heartbeat", "like", 181))  # both inputs' watermarks move on
     logger.flush()
@@ -114,8 +115,15 @@ def test_labels_duplicates_late_clicks_and_upgrades(spark, join_config, lake):
     assert all(r.source == "stream" and r.sample_prob == 1.0 and r.weight == 1.0 for r in rows)
     assert got["no-click"].f_query and got["no-click"].split == "train"
 
+    likes = lake.read("fresh_actions").where("impression_id = 'liked-later'").collect()
+    assert [(r.action, r.action_at.replace(tzinfo=UTC)) for r in likes] == [
+        ("like", T0 + timedelta(minutes=30))
+    ]
+
     metrics = read_metrics_log(metrics_log_path(join_config, "joiner"))
     latencies = [m for m in metrics if m["positives"]]
     assert sum(m["positives"] for m in latencies) == 3
+    # the second copy of "dup", clicked-twice's two later clicks, clicked's repeat, the re-sent like
+    assert sum(m["duplicates_dropped"] for m in metrics) == 5
     assert any(m["watermark"] and m["watermark"] > "2026-01-01T14" for m in metrics)
     assert lake.read("stream_metrics").where("query = 'joiner'").count() == len(metrics)
