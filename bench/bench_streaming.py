@@ -176,6 +176,11 @@ def main() -> int:
         "--compression", type=float, default=60.0, help="action delay divisor (60: 1 h -> 60 s)"
     )
     parser.add_argument("--window", type=int, default=60, help="attribution window s (default 60)")
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        help="shuffle/state partitions (default streaming.shuffle_partitions)",
+    )
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
     parser.add_argument(
         "--warmup",
@@ -203,6 +208,7 @@ def main() -> int:
             {
                 "trigger_seconds": args.trigger,
                 "watermark_delay_seconds": 10,
+                "shuffle_partitions": args.partitions or tree["streaming"]["shuffle_partitions"],
                 "checkpoint_root": None,
             }
         )
@@ -287,6 +293,7 @@ def main() -> int:
         busy = sum(d for d in durations if d)
         result = {
             "trigger_s": args.trigger,
+            "shuffle_partitions": config.streaming.shuffle_partitions,
             "target_rate": args.rate,
             "produced_events_per_s": round((produced_in_time or produced) / args.seconds),
             "events_produced": produced,
