@@ -11,6 +11,7 @@ and appends them to the JSON-lines log and the Delta table, so freshness is quer
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,8 @@ from pyspark.sql.types import (
     StructType,
     TimestampType,
 )
+
+log = logging.getLogger(__name__)
 
 METRICS_TABLE = "stream_metrics"
 
@@ -164,7 +167,21 @@ class MetricsRecorder:
                 for row in rows
             ]
             table = pa.Table.from_pylist(records, schema=schema)
+            self._add_new_columns(schema)
             self.lake.append_arrow(METRICS_TABLE, table, partition_by=["dt"])
+
+    def _add_new_columns(self, schema: pa.Schema) -> None:
+        """A table an older freshlake created lacks newer (nullable) metrics: add them."""
+        if not self.lake.exists(METRICS_TABLE):
+            return
+        from deltalake import Field
+
+        table = self.lake.delta_table(METRICS_TABLE)
+        have = set(pa.schema(table.schema().to_arrow()).names)
+        missing = [f for f in schema if f.name not in have]
+        if missing:
+            log.info("adding %s to %s", [f.name for f in missing], METRICS_TABLE)
+            table.alter.add_columns([Field.from_arrow(f) for f in missing])
 
 
 def read_metrics_log(path: str | Path) -> list[dict[str, Any]]:
