@@ -130,6 +130,26 @@ class _Send:
     at: float  # seconds after the replay starts
     seq: int
     record: LogRecord = field(compare=False)
+    # live timing: the payload's JSON before and after its event time, which is "now" at send
+    template: tuple[bytes, bytes] | None = field(default=None, compare=False)
+
+
+_NOW = "__freshlake_send_time_7f3a9c__"
+
+
+def _stamp_template(record: LogRecord) -> tuple[bytes, bytes] | None:
+    """The record's JSON split around its event-time value (None if it does not parse)."""
+    if record.record is None:
+        return None
+    text = to_json({**record.record, TIME_FIELD[record.kind]: _NOW})
+    head, tail = text.split(f'"{_NOW}"'.encode(), 1)
+    return head, tail
+
+
+def _now_json() -> bytes:
+    """The current UTC time as a JSON string, as `to_json` writes datetimes."""
+    now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return f'"{now}"'.encode()
 
 
 def schedule(
@@ -187,20 +207,22 @@ def replay(
 ) -> ReplayStats:
     """Send every record at its scheduled time (as fast as possible when behind); then flush."""
     sends = schedule(impressions, actions, rate, timing, compression)
+    if timing == "live":  # rendered up front: the send loop only splices in the time
+        for item in sends:
+            item.template = _stamp_template(item.record)
     heapq.heapify(sends)
     stats = ReplayStats()
     start = time.monotonic()
     while sends:
         item = heapq.heappop(sends)
         wait = start + item.at - time.monotonic()
-        if wait > 0.001:
+        if wait > 0.005:  # sleeping per event (every 0.5 ms at 2,000/s) costs more than it sends
             time.sleep(wait)
         record = item.record
         payload = record.payload
-        if timing == "live" and record.record is not None:
-            stamped = dict(record.record)
-            stamped[TIME_FIELD[record.kind]] = datetime.now(UTC)
-            payload = to_json(stamped)
+        if item.template is not None:
+            head, tail = item.template
+            payload = head + _now_json() + tail
         logger.send(record.kind, payload, record.key)
         stats.sent[record.kind] += 1
     logger.flush()
