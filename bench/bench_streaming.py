@@ -143,6 +143,14 @@ def _warm_up(query, recorder, config_file: Path, logs: Path, rate: float) -> flo
     raise RuntimeError("the joiner did not finish its warm-up batches within 300 s")
 
 
+def _rate(counts: dict[str, tuple[float, int]]) -> int | None:
+    """Events/s between the `from` and `to` marks of (monotonic time, records on the topics)."""
+    if "from" not in counts or "to" not in counts or counts["to"][0] <= counts["from"][0]:
+        return None
+    (t0, n0), (t1, n1) = counts["from"], counts["to"]
+    return round((n1 - n0) / (t1 - t0))
+
+
 def _phase_seconds(progress: list[dict]) -> dict[str, float]:
     """Median seconds per micro-batch phase (Spark's durationMs) over batches that had input."""
     busy = [p["durationMs"] for p in progress if p.get("numInputRows")]
@@ -247,10 +255,13 @@ def main() -> int:
         # minutes: the run measures --seconds of traffic plus one attribution window.
         started, replay_from = time.monotonic(), time.time()
         measured_from = replay_from + args.warmup
-        produced_in_time = None
+        # The producer's rate while latencies are measured: records on the topics when the
+        # measured clicks start (--warmup) and when the replay's --seconds are over.
+        counts: dict[str, tuple[float, int]] = {}
         while producer.poll() is None and time.monotonic() - started < args.seconds + args.window:
-            if produced_in_time is None and time.monotonic() - started >= args.seconds:
-                produced_in_time = _topic_events(config) - warm_events
+            for mark, at in (("from", args.warmup), ("to", args.seconds)):
+                if mark not in counts and time.monotonic() - started >= at:
+                    counts[mark] = (time.monotonic(), _topic_events(config))
             query.awaitTermination(1.0)
             recorder.drain(query)
             if not query.isActive:
@@ -295,7 +306,7 @@ def main() -> int:
             "trigger_s": args.trigger,
             "shuffle_partitions": config.streaming.shuffle_partitions,
             "target_rate": args.rate,
-            "produced_events_per_s": round((produced_in_time or produced) / args.seconds),
+            "produced_events_per_s_while_measured": _rate(counts),
             "events_produced": produced,
             "events_processed": processed,
             "processing_events_per_s_while_busy": round(processed / busy) if busy else None,
