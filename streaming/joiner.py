@@ -245,21 +245,19 @@ class JoinerState:
         for impression_id, action, action_at in rows:
             self.secondary.setdefault(impression_id, set()).add((action, action_at))
 
-    def new_secondary(self, rows) -> tuple[list[tuple[str, str, datetime]], int]:
-        """(`rows` not seen before, in order, count of late ones): exact re-sends of an action
+    def new_secondary(self, rows) -> tuple[list[bool], int]:
+        """(per row of `rows`: not seen before, count of late ones): exact re-sends of an action
         remembered, or repeated within `rows`, are dropped, and so are actions older than
         everything remembered (`since`), which can neither be deduplicated nor attributed."""
-        since, fresh, seen, late = self.since(), [], set(), 0
-        for impression_id, action, action_at in rows:
-            if action_at < since:
-                late += 1
-            elif (impression_id, action, action_at) not in seen and (
-                action,
-                action_at,
-            ) not in self.secondary.get(impression_id, ()):
-                seen.add((impression_id, action, action_at))
-                fresh.append((impression_id, action, action_at))
-        return fresh, late
+        since, seen, keep, late = self.since(), set(), [], 0
+        for row in rows:
+            impression_id, action, action_at = row
+            too_late = action_at < since
+            late += too_late
+            known = row in seen or (action, action_at) in self.secondary.get(impression_id, ())
+            keep.append(not too_late and not known)
+            seen.add(row)
+        return keep, late
 
     def advance(self, watermark: datetime) -> None:
         """Move to a newer watermark and forget what fell out of reach."""
@@ -316,12 +314,16 @@ class JoinerSink:
     def _process(self, rows: pa.Table, batch_id: int, app_id: str) -> BatchReport:
         state = self.state
         kind = rows.column("kind")
-        secondary_rows = _naive_times(
-            rows.filter(pc.equal(kind, SECONDARY)).select(["impression_id", "action", "action_at"])
+        secondary_rows = rows.filter(pc.equal(kind, SECONDARY)).select(
+            ["impression_id", "action", "action_at"]
         )
-        secondary, late = state.new_secondary(
-            (r["impression_id"], r["action"], r["action_at"]) for r in secondary_rows.to_pylist()
-        )
+        actions = [
+            (r["impression_id"], r["action"], r["action_at"])
+            for r in _naive_times(secondary_rows).to_pylist()
+        ]
+        keep, late = state.new_secondary(actions)
+        secondary = [a for a, kept in zip(actions, keep, strict=True) if kept]
+        secondary_rows = secondary_rows.filter(pa.array(keep, pa.bool_()))
         decisions = rows.filter(pc.equal(kind, DECISION))
         examples = _one_row_per_impression(decisions.drop_columns(["kind", "action", "action_at"]))
         keys = _naive_times(examples.select(["impression_id", "served_at", "first_action_at"]))
@@ -347,9 +349,10 @@ class JoinerSink:
                 self.lake, FRESH_EXAMPLES, upgrades, self.config.labels
             )
         if secondary:
+            dt = pc.cast(secondary_rows.column("action_at"), pa.date32())
             self.lake.append_arrow(
                 FRESH_ACTIONS,
-                _actions_table(secondary),
+                secondary_rows.append_column("dt", dt),
                 partition_by=["dt"],
                 app_id=app_id,
                 app_version=batch_id,
@@ -367,7 +370,7 @@ class JoinerSink:
             skipped=replayed,
             late_rows_dropped=late,
             duplicates_dropped=(decisions.num_rows - len(fresh))
-            + (secondary_rows.num_rows - len(secondary) - late),
+            + (len(actions) - len(secondary) - late),
             latencies_s=[
                 (committed_at - r["first_action_at"].replace(tzinfo=UTC)).total_seconds()
                 for r in positives
@@ -404,20 +407,6 @@ class JoinerSink:
             if served_at is not None and is_attributed(served_at, action_at, self.config.labels):
                 found.append((impression_id, served_at, action, action_at))
         return found
-
-
-def _actions_table(actions: list[tuple[str, str, datetime]]) -> pa.Table:
-    """`fresh_actions` rows (naive UTC times, as the sink's state holds them)."""
-    ids, names, times = zip(*actions, strict=True)
-    at = pa.array(times, pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
-    return pa.table(
-        {
-            "impression_id": pa.array(ids, pa.string()),
-            "action": pa.array(names, pa.string()),
-            "action_at": at,
-            "dt": pc.cast(at, pa.date32()),
-        }
-    )
 
 
 def _one_row_per_impression(examples: pa.Table) -> pa.Table:
