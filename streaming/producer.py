@@ -59,10 +59,15 @@ def to_json(record: Mapping[str, Any]) -> bytes:
     return json.dumps(record, separators=(",", ":"), default=_json_value).encode()
 
 
+def utc_text(value: datetime) -> str:
+    """A datetime as the ISO-8601 UTC text `to_json` writes (naive values are UTC)."""
+    moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return utc_text(value)
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")

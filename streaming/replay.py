@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from streaming.producer import EventLogger, to_json
+from streaming.producer import EventLogger, to_json, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,8 @@ def _stamp_template(record: LogRecord) -> tuple[bytes, bytes] | None:
 
 
 def _now_json() -> bytes:
-    """The current UTC time as a JSON string, as `to_json` writes datetimes."""
-    now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    return f'"{now}"'.encode()
+    """The current time as the JSON string `to_json` writes for it."""
+    return f'"{utc_text(datetime.now(UTC))}"'.encode()
 
 
 def schedule(
