@@ -98,6 +98,7 @@ class MetricsRecorder:
         self._last_table_write = time.monotonic()
         self._reports: dict[int, BatchReport] = {}
         self._lock = threading.Lock()
+        self._columns_checked = False
 
     def report(self, report: BatchReport) -> None:
         """Called by the sink after it committed a batch."""
@@ -167,11 +168,14 @@ class MetricsRecorder:
                 for row in rows
             ]
             table = pa.Table.from_pylist(records, schema=schema)
-            self._add_new_columns(schema)
+            if not self._columns_checked:
+                self._add_new_columns(schema)
+                self._columns_checked = True
             self.lake.append_arrow(METRICS_TABLE, table, partition_by=["dt"])
 
     def _add_new_columns(self, schema: pa.Schema) -> None:
-        """A table an older freshlake created lacks newer (nullable) metrics: add them."""
+        """A table an older freshlake created lacks newer (nullable) metrics: add them (once
+        per recorder; its own writes keep the schema)."""
         if not self.lake.exists(METRICS_TABLE):
             return
         from deltalake import Field
