@@ -24,12 +24,12 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from features.hashing import hash_unit
-from features.schemas import ACTION_SCHEMA, IMPRESSION_SCHEMA
 from freshlake.batch.item_stats import write_item_stats
 from freshlake.batch.training_set import build_training_set
 from freshlake.batch.window import TimeWindow
 from freshlake.config import load_config
+from freshlake.features.hashing import hash_unit
+from freshlake.features.schemas import ACTION_SCHEMA, IMPRESSION_SCHEMA
 from freshlake.ingest.files import ingest_files, logs_layout
 from freshlake.lake import open_lake
 from freshlake.runs import JobRun

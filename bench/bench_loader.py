@@ -21,9 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from training.batch import FeatureLayout  # noqa: E402
-from training.snapshot import open_snapshot  # noqa: E402
-from training.synthetic import SYNTHETIC_SPEC  # noqa: E402
+from freshlake.training.batch import FeatureLayout  # noqa: E402
+from freshlake.training.snapshot import open_snapshot  # noqa: E402
+from freshlake.training.synthetic import SYNTHETIC_SPEC  # noqa: E402
 
 PETASTORM_PYTHON = REPO / ".venv-petastorm" / "bin" / "python"
 
@@ -36,7 +36,7 @@ def timed(count_rows) -> dict[str, float]:
 
 
 def raw_pyarrow(uri: str, layout: FeatureLayout) -> int:
-    from training.units import open_file, plan_units
+    from freshlake.training.units import open_file, plan_units
 
     columns = [*layout.columns(), "split"]
     return sum(
@@ -48,8 +48,8 @@ def raw_pyarrow(uri: str, layout: FeatureLayout) -> int:
 def default_loader(uri: str, layout: FeatureLayout, batch_size: int, workers: int) -> int:
     from torch.utils.data import DataLoader
 
-    from training.dataset import DeltaExamples
-    from training.units import plan_units
+    from freshlake.training.dataset import DeltaExamples
+    from freshlake.training.units import plan_units
 
     dataset = DeltaExamples(
         plan_units(open_snapshot(uri)), layout, batch_size=batch_size, shuffle_buffer=65_536
@@ -58,7 +58,7 @@ def default_loader(uri: str, layout: FeatureLayout, batch_size: int, workers: in
 
 
 def petastorm_loader(uri: str, layout: FeatureLayout, batch_size: int) -> int:
-    from training.petastorm_loader import petastorm_batches
+    from freshlake.training.petastorm_loader import petastorm_batches
 
     files = [f.uri for f in open_snapshot(uri).files]
     return sum(len(b) for b in petastorm_batches(files, layout, batch_size=batch_size))
@@ -91,7 +91,7 @@ def main() -> int:
 
     import pandas  # noqa: F401  pyarrow imports it on first use; keep that out of the timings
 
-    from training.synthetic import synthetic_examples, write_synthetic_table
+    from freshlake.training.synthetic import synthetic_examples, write_synthetic_table
 
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"{tmp}/examples"

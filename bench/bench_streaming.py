@@ -42,11 +42,11 @@ from freshlake.config import (  # noqa: E402
     build_config,
     load_config,
 )
-from streaming.broker import LocalBroker  # noqa: E402
-from streaming.metrics import quantile, read_metrics_log  # noqa: E402
-from streaming.offsets import consumer_config  # noqa: E402
-from streaming.producer import ensure_topics, producer_config  # noqa: E402
-from streaming.queries import metrics_log_path, stop_between_batches  # noqa: E402
+from freshlake.streaming.broker import LocalBroker  # noqa: E402
+from freshlake.streaming.metrics import quantile, read_metrics_log  # noqa: E402
+from freshlake.streaming.offsets import consumer_config  # noqa: E402
+from freshlake.streaming.producer import ensure_topics, producer_config  # noqa: E402
+from freshlake.streaming.queries import metrics_log_path, stop_between_batches  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,7 +98,7 @@ def raw_broker_latency(kafka: KafkaConfig, rate: float, seconds: float) -> list[
 
 def _topic_events(config) -> int:
     """Records in the impressions and actions topics (what the producer delivered)."""
-    from streaming.offsets import end_offsets, topic_partitions
+    from freshlake.streaming.offsets import end_offsets, topic_partitions
 
     consumer = Consumer(consumer_config(config.kafka.bootstrap_servers))
     try:
@@ -113,7 +113,7 @@ def _produce(config_file: Path, logs: Path, rate: float, compression: float) -> 
     """`freshlake produce` replaying `logs` live at `rate` events/s, in its own process."""
     return subprocess.Popen(
         [
-            sys.executable, "-m", "streaming.produce_cli", "--config", str(config_file),
+            sys.executable, "-m", "freshlake.streaming.produce_cli", "--config", str(config_file),
             "--logs", str(logs), "--rate", str(rate), "--timing", "live",
             "--compression", str(compression),
         ],
@@ -239,8 +239,8 @@ def main() -> int:
 
         from freshlake.lake import open_lake
         from freshlake.spark import get_spark
-        from streaming.joiner import JOINER_QUERY, start_joiner
-        from streaming.metrics import MetricsRecorder
+        from freshlake.streaming.joiner import JOINER_QUERY, start_joiner
+        from freshlake.streaming.metrics import MetricsRecorder
 
         spark = get_spark(config)
         lake = open_lake(config, spark)

@@ -20,9 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from freshlake.config import load_config  # noqa: E402
-from training.artifact import read_card  # noqa: E402
-from training.launch import Topology, make_job, run_torchrun  # noqa: E402
-from training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table  # noqa: E402
+from freshlake.training.artifact import read_card  # noqa: E402
+from freshlake.training.launch import Topology, make_job, run_torchrun  # noqa: E402
+from freshlake.training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table  # noqa: E402
 
 
 def main() -> int:

@@ -29,7 +29,21 @@ SPARK_SUBMIT=${SPARK_SUBMIT:-spark-submit}
 build="$repo/build/deploy"
 mkdir -p "$build"
 rm -f "$build/freshlake.zip"
-(cd "$repo" && python3 -m zipfile -c "$build/freshlake.zip" freshlake features jobs streaming training >/dev/null)
+# The zip holds the installed layout: freshlake/ with features/, jobs/, streaming/ and training/
+# inside it (pyproject.toml's package-dir), so executors import freshlake.features etc.
+python3 - "$repo" "$build/freshlake.zip" <<'PY'
+import sys, zipfile
+from pathlib import Path
+
+repo, out = Path(sys.argv[1]), sys.argv[2]
+layout = {"freshlake": "freshlake", "features": "freshlake/features", "jobs": "freshlake/jobs",
+          "streaming": "freshlake/streaming", "training": "freshlake/training"}
+with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+    for source, target in layout.items():
+        for path in sorted((repo / source).rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                archive.write(path, f"{target}/{path.relative_to(repo / source)}")
+PY
 
 args=(--master "$MASTER" --deploy-mode "$DEPLOY_MODE" --name "freshlake-$job"
       --py-files "$build/freshlake.zip" --files "$CONFIG"

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from features.labeling import label_output_columns
-from features.transforms import feature_output_columns
 from freshlake.config import FeatureSpec, LabelConfig
+from freshlake.features.labeling import label_output_columns
+from freshlake.features.transforms import feature_output_columns
 
 IMPRESSION_COLUMNS = (
     "impression_id",

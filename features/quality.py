@@ -13,9 +13,9 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType
 
-from features.schemas import QUARANTINE_SCHEMA
-from features.transforms import numeric_value
 from freshlake.config import FeatureSpec, QualityConfig
+from freshlake.features.schemas import QUARANTINE_SCHEMA
+from freshlake.features.transforms import numeric_value
 
 REQUIRED_IMPRESSION_FIELDS = ("impression_id", "user_id", "item_id", "served_at")
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from features.hashing import hash_unit
 from freshlake.config import SamplingConfig
+from freshlake.features.hashing import hash_unit
 
 STRATA = ("positive", "negative", "positive_rare", "negative_rare")
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from features.hashing import hash_unit
 from freshlake.config import SplitConfig
+from freshlake.features.hashing import hash_unit
 
 # Salt of the user-hash split, independent of the sampling seed.
 USER_SPLIT_SALT = "freshlake-split"

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from features.hashing import hash_bucket
 from freshlake.config import FeatureSpec
+from freshlake.features.hashing import hash_bucket
 
 _TOKEN_SEPARATOR = r"[^\p{L}\p{N}]+"
 

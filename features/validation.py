@@ -25,9 +25,14 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from features.schemas import ACTION_SCHEMA, IMPRESSION_SCHEMA, QUARANTINE_SCHEMA, STRING_MAP
-from features.timestamps import iso_text, parse_event_time
 from freshlake.config import Config
+from freshlake.features.schemas import (
+    ACTION_SCHEMA,
+    IMPRESSION_SCHEMA,
+    QUARANTINE_SCHEMA,
+    STRING_MAP,
+)
+from freshlake.features.timestamps import iso_text, parse_event_time
 
 # token: a string compared case-insensitively, stored trimmed and lower-cased (action types).
 FieldKind = Literal["string", "token", "int", "double", "timestamp", "map"]

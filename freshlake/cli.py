@@ -2,7 +2,7 @@
 
 A subcommand is a module with `HELP` (one line), `add_arguments(parser)` and
 `run(args) -> int`; `args.config` holds the validated `Config`. The same modules run under
-`python -m jobs.<job>` and `spark-submit jobs/<job>.py` through `run_module`.
+`python -m freshlake.jobs.<job>` and `spark-submit jobs/<job>.py` through `run_module`.
 """
 
 from __future__ import annotations
@@ -18,27 +18,27 @@ from freshlake.config import ConfigError, load_config
 
 # command name -> module; entry points stay thin and call library code.
 COMMANDS: dict[str, str] = {
-    "generate-logs": "jobs.generate_logs",
-    "ingest": "jobs.ingest",
-    "ingest-obd": "jobs.ingest_obd",
-    "sql": "jobs.sql",
-    "train": "training.train_cli",
-    "evaluate": "training.evaluate_cli",
-    "compare-models": "training.compare_cli",
-    "build-training-set": "jobs.build_training_set",
-    "item-stats": "jobs.item_stats",
-    "broker": "streaming.broker_cli",
-    "produce": "streaming.produce_cli",
-    "stream-ingest": "streaming.ingest_cli",
-    "stream-join": "streaming.join_cli",
-    "parity": "streaming.parity_cli",
+    "generate-logs": "freshlake.jobs.generate_logs",
+    "ingest": "freshlake.jobs.ingest",
+    "ingest-obd": "freshlake.jobs.ingest_obd",
+    "sql": "freshlake.jobs.sql",
+    "train": "freshlake.training.train_cli",
+    "evaluate": "freshlake.training.evaluate_cli",
+    "compare-models": "freshlake.training.compare_cli",
+    "build-training-set": "freshlake.jobs.build_training_set",
+    "item-stats": "freshlake.jobs.item_stats",
+    "broker": "freshlake.streaming.broker_cli",
+    "produce": "freshlake.streaming.produce_cli",
+    "stream-ingest": "freshlake.streaming.ingest_cli",
+    "stream-join": "freshlake.streaming.join_cli",
+    "parity": "freshlake.streaming.parity_cli",
     "cluster": "freshlake.cluster.cli",
     "demo": "freshlake.demo",
     "config": "freshlake.config_cli",
-    "forget-user": "jobs.forget_user",
-    "maintain": "jobs.maintain",
-    "monitor": "jobs.monitor",
-    "report": "jobs.report",
+    "forget-user": "freshlake.jobs.forget_user",
+    "maintain": "freshlake.jobs.maintain",
+    "monitor": "freshlake.jobs.monitor",
+    "report": "freshlake.jobs.report",
 }
 
 
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_module(module_name: str, argv: Sequence[str] | None = None) -> int:
-    """Run one job module standalone (`python -m jobs.x`, `spark-submit jobs/x.py`)."""
+    """Run one job module standalone (`python -m freshlake.jobs.x`, `spark-submit jobs/x.py`)."""
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=module_name, description=module.HELP)
     parser.add_argument("--log-level", default="INFO")

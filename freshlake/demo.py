@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _stream(args: argparse.Namespace, work: Path, common: list[str]) -> float:
     """Broker up, the producer replaying live in its own process, the joiner for a while."""
-    from streaming.producer import ensure_topics
+    from freshlake.streaming.producer import ensure_topics
 
     config = args.config
     window = max(10, round(3600 / args.compression))
@@ -210,7 +210,7 @@ def _stream(args: argparse.Namespace, work: Path, common: list[str]) -> float:
 def _print_freshness(lake) -> None:
     from pyspark.sql import functions as F
 
-    from streaming.metrics import quantile
+    from freshlake.streaming.metrics import quantile
 
     joiner = lake.read("stream_metrics").where("query = 'joiner'")
     latest = joiner.orderBy(F.col("committed_at").desc()).select("query_id").first()

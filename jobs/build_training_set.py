@@ -63,4 +63,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_module("jobs.build_training_set"))
+    sys.exit(run_module("freshlake.jobs.build_training_set"))

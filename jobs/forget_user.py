@@ -34,4 +34,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_module("jobs.forget_user"))
+    sys.exit(run_module("freshlake.jobs.forget_user"))

@@ -60,4 +60,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_module("jobs.generate_logs"))
+    sys.exit(run_module("freshlake.jobs.generate_logs"))

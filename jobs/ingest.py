@@ -66,4 +66,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_module("jobs.ingest"))
+    sys.exit(run_module("freshlake.jobs.ingest"))

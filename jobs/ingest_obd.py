@@ -37,4 +37,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_module("jobs.ingest_obd"))
+    sys.exit(run_module("freshlake.jobs.ingest_obd"))

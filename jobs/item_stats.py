@@ -53,4 +53,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_module("jobs.item_stats"))
+    sys.exit(run_module("freshlake.jobs.item_stats"))

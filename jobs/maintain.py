@@ -37,4 +37,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_module("jobs.maintain"))
+    sys.exit(run_module("freshlake.jobs.maintain"))

@@ -43,4 +43,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_module("jobs.monitor"))
+    sys.exit(run_module("freshlake.jobs.monitor"))

@@ -28,4 +28,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_module("jobs.report"))
+    sys.exit(run_module("freshlake.jobs.report"))

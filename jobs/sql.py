@@ -55,4 +55,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_module("jobs.sql"))
+    sys.exit(run_module("freshlake.jobs.sql"))

@@ -10,7 +10,7 @@ never relies on it:
   batch's base offset + 1, not the partition end: 500 records produced as one batch report 1;
 - `offsets_for_times` answers offset 0 for any timestamp.
 Fetch responses are right, so partition ends are found by fetching to partition EOF
-(`streaming.offsets.end_offsets`).
+(`freshlake.streaming.offsets.end_offsets`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streaming.broker import BrokerError, LocalBroker
+    from freshlake.streaming.broker import BrokerError, LocalBroker
 
     broker = LocalBroker(args.config.broker)
     try:
@@ -38,4 +38,4 @@ def run(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     from freshlake.cli import run_module
 
-    sys.exit(run_module("streaming.broker_cli"))
+    sys.exit(run_module("freshlake.streaming.broker_cli"))

@@ -17,7 +17,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from features.validation import (
+from freshlake.config import Config
+from freshlake.features.validation import (
     CONTRACTS,
     REASON,
     check_records,
@@ -25,11 +26,15 @@ from features.validation import (
     run_clock,
     valid_rows,
 )
-from freshlake.config import Config
 from freshlake.lake import Lake
-from streaming.metrics import BatchReport, MetricsRecorder
-from streaming.queries import checkpoint_dir, checkpointed_query_id, prepare_session, start_query
-from streaming.source import read_kafka_stream
+from freshlake.streaming.metrics import BatchReport, MetricsRecorder
+from freshlake.streaming.queries import (
+    checkpoint_dir,
+    checkpointed_query_id,
+    prepare_session,
+    start_query,
+)
+from freshlake.streaming.source import read_kafka_stream
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from freshlake.lake import open_lake
     from freshlake.spark import get_spark
-    from streaming.bronze import bronze_query_name, start_bronze_ingest
-    from streaming.metrics import MetricsRecorder
-    from streaming.queries import metrics_log_path, run_until_done
+    from freshlake.streaming.bronze import bronze_query_name, start_bronze_ingest
+    from freshlake.streaming.metrics import MetricsRecorder
+    from freshlake.streaming.queries import metrics_log_path, run_until_done
 
     config = args.config
     spark = get_spark(config)
@@ -49,4 +49,4 @@ def run(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     from freshlake.cli import run_module
 
-    sys.exit(run_module("streaming.ingest_cli"))
+    sys.exit(run_module("freshlake.streaming.ingest_cli"))

@@ -22,9 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from freshlake.lake import open_lake
     from freshlake.spark import get_spark
-    from streaming.joiner import JOINER_QUERY, start_joiner
-    from streaming.metrics import MetricsRecorder
-    from streaming.queries import metrics_log_path, run_until_done
+    from freshlake.streaming.joiner import JOINER_QUERY, start_joiner
+    from freshlake.streaming.metrics import MetricsRecorder
+    from freshlake.streaming.queries import metrics_log_path, run_until_done
 
     config = args.config
     spark = get_spark(config)
@@ -38,4 +38,4 @@ def run(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     from freshlake.cli import run_module
 
-    sys.exit(run_module("streaming.join_cli"))
+    sys.exit(run_module("freshlake.streaming.join_cli"))

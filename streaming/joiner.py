@@ -21,7 +21,7 @@ Semantics (DESIGN.md sections 3 and 4), one row per kept impression:
   after its positive row was written updates that row in place (a Delta MERGE on
   impression_id, idempotent). An action older than everything the sink still remembers cannot
   be deduplicated or attributed: it is dropped and counted as late.
-- Impressions are screened like the batch builder (`features.quality.impression_problem`);
+- Impressions are screened like the batch builder (`freshlake.features.quality.impression_problem`);
   records failing validation are dropped here (the bronze ingest quarantines them). Events later
   than the watermark are dropped by Spark and counted in the metrics (`late_rows_dropped`); the
   bronze tables keep them.
@@ -53,8 +53,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from features.examples import to_examples
-from features.labeling import (
+from freshlake.config import Config
+from freshlake.features.examples import to_examples
+from freshlake.features.labeling import (
     action_time_columns,
     attribution_condition,
     is_attributed,
@@ -62,27 +63,26 @@ from features.labeling import (
     label_columns,
     labeled_actions,
 )
-from features.quality import configured_fill_values, impression_problem
-from features.sampling import is_sampled, sampling_columns
-from features.schemas import IMPRESSION_SCHEMA
-from features.splits import split_column
-from features.transforms import apply_feature_spec
-from features.validation import CONTRACTS, validate
-from features.weights import weight_columns
-from freshlake.config import Config
+from freshlake.features.quality import configured_fill_values, impression_problem
+from freshlake.features.sampling import is_sampled, sampling_columns
+from freshlake.features.schemas import IMPRESSION_SCHEMA
+from freshlake.features.splits import split_column
+from freshlake.features.transforms import apply_feature_spec
+from freshlake.features.validation import CONTRACTS, validate
+from freshlake.features.weights import weight_columns
 from freshlake.lake import Lake
 from freshlake.runs import latest_run_details
-from streaming.bronze import raw_records
-from streaming.metrics import BatchReport, MetricsRecorder
-from streaming.queries import (
+from freshlake.streaming.bronze import raw_records
+from freshlake.streaming.metrics import BatchReport, MetricsRecorder
+from freshlake.streaming.queries import (
     batch_watermark,
     checkpoint_dir,
     checkpointed_query_id,
     prepare_session,
     start_query,
 )
-from streaming.source import read_kafka_stream
-from streaming.upgrades import upgrade_labels
+from freshlake.streaming.source import read_kafka_stream
+from freshlake.streaming.upgrades import upgrade_labels
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from streaming.offsets import (
+from freshlake.streaming.offsets import (
     EARLIEST,
     LATEST,
     Offsets,

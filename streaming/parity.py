@@ -25,8 +25,8 @@ from pyspark.sql.types import ArrayType, DoubleType, FloatType, MapType
 from freshlake.config import Config
 from freshlake.lake import Lake
 from freshlake.runs import latest_run_details
-from streaming.joiner import FRESH_EXAMPLES, JOINER_QUERY
-from streaming.metrics import METRICS_TABLE
+from freshlake.streaming.joiner import FRESH_EXAMPLES, JOINER_QUERY
+from freshlake.streaming.metrics import METRICS_TABLE
 
 EXAMPLES = "examples"
 NOT_COMPARED = ("source", "run_id", "split")

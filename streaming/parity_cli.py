@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from freshlake.lake import open_lake
     from freshlake.spark import get_spark
-    from streaming.parity import compare
+    from freshlake.streaming.parity import compare
 
     config = args.config
     lake = open_lake(config, get_spark(config))
@@ -46,4 +46,4 @@ def run(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     from freshlake.cli import run_module
 
-    sys.exit(run_module("streaming.parity_cli"))
+    sys.exit(run_module("freshlake.streaming.parity_cli"))

@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streaming.producer import EventLogger, ensure_topics
-    from streaming.replay import load_logs, replay
+    from freshlake.streaming.producer import EventLogger, ensure_topics
+    from freshlake.streaming.replay import load_logs, replay
 
     config = args.config
     lake = None
@@ -70,4 +70,4 @@ def run(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     from freshlake.cli import run_module
 
-    sys.exit(run_module("streaming.produce_cli"))
+    sys.exit(run_module("freshlake.streaming.produce_cli"))

@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from freshlake.config import Config
-from streaming.metrics import MetricsRecorder
+from freshlake.streaming.metrics import MetricsRecorder
 
 log = logging.getLogger(__name__)
 

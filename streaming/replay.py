@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from streaming.producer import EventLogger, to_json, utc_text
+from freshlake.streaming.producer import EventLogger, to_json, utc_text
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ def kafka_format(spark: SparkSession, config: Config) -> str:
                 "add it with --packages/--jars or use kafka.source=python"
             )
         return "kafka"
-    from streaming.kafka_source import FORMAT_NAME, register
+    from freshlake.streaming.kafka_source import FORMAT_NAME, register
 
     register(spark)
     return FORMAT_NAME

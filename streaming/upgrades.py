@@ -11,8 +11,8 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from features.labeling import label_column, labeled_actions
 from freshlake.config import LabelConfig
+from freshlake.features.labeling import label_column, labeled_actions
 from freshlake.lake import Lake
 
 

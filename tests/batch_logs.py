@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.schemas import ACTION_SCHEMA, IMPRESSION_SCHEMA
+from freshlake.features.schemas import ACTION_SCHEMA, IMPRESSION_SCHEMA
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ATTRIBUTION_S = 3600

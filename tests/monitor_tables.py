@@ -13,11 +13,11 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from features.labeling import attach_labels
-from features.sampling import is_sampled, sampling_columns
 from freshlake.batch.training_set import example_rows
 from freshlake.batch.window import TimeWindow
 from freshlake.config import Config
+from freshlake.features.labeling import attach_labels
+from freshlake.features.sampling import is_sampled, sampling_columns
 from freshlake.lake import Lake
 from tests.batch_logs import generate, write_logs
 

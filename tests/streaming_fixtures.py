@@ -19,7 +19,7 @@ def free_port() -> int:
 def kafka_broker(tmp_path_factory):
     """A running `LocalBroker` (in-memory topics), stopped at the end of the test run."""
     from freshlake.config import BrokerConfig
-    from streaming.broker import LocalBroker
+    from freshlake.streaming.broker import LocalBroker
 
     state_dir = tmp_path_factory.mktemp("broker")
     broker = LocalBroker(BrokerConfig(port=free_port(), state_dir=str(state_dir)))

@@ -9,8 +9,13 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from freshlake.config import BrokerConfig
-from streaming.broker import LocalBroker
-from streaming.offsets import RecordsLostError, consumer_config, end_offsets, topic_partitions
+from freshlake.streaming.broker import LocalBroker
+from freshlake.streaming.offsets import (
+    RecordsLostError,
+    consumer_config,
+    end_offsets,
+    topic_partitions,
+)
 from tests.streaming_fixtures import create_topic, free_port
 
 

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from features.examples import example_columns
 from freshlake.batch.training_set import build_training_set
 from freshlake.batch.window import TimeWindow
 from freshlake.cli import run_module
 from freshlake.config import load_config
+from freshlake.features.examples import example_columns
 from freshlake.lake import open_lake
 from freshlake.runs import JobRun
 from tests.batch_logs import ATTRIBUTION_S, generate, write_logs
@@ -264,7 +264,7 @@ def test_cli_run_and_the_quality_gate(spark, tmp_path, capsys):
 
     # 80 of 2,080 rows (3.8%) are invalid: above a 1% limit the run fails and writes nothing.
     strict = [*argv, "--set", "quality.max_bad_share=0.01"]
-    assert run_module("jobs.build_training_set", strict) == 1
+    assert run_module("freshlake.jobs.build_training_set", strict) == 1
     assert "failed validation, above quality.max_bad_share=1.00%" in capsys.readouterr().err
     assert not lake.exists("examples")
     failed = lake.read("job_runs").first()
@@ -273,7 +273,10 @@ def test_cli_run_and_the_quality_gate(spark, tmp_path, capsys):
 
     # Under the default 5% limit it succeeds and prints the report.
     assert (
-        run_module("jobs.build_training_set", [*argv, "--actions-until", "2026-01-08T02:00"]) == 0
+        run_module(
+            "freshlake.jobs.build_training_set", [*argv, "--actions-until", "2026-01-08T02:00"]
+        )
+        == 0
     )
     out = capsys.readouterr().out
     assert "window [2026-01-01, 2026-01-08)" in out and "Horvitz-Thompson" in out

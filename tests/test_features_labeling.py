@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from features.labeling import attach_labels, is_mature
 from freshlake.config import LabelConfig
+from freshlake.features.labeling import attach_labels, is_mature
 
 LABELS = LabelConfig(
     actions=["click", "like"],

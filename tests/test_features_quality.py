@@ -7,15 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from features.quality import (
+from freshlake.config import FeatureSpec, QualityConfig
+from freshlake.features.quality import (
     dedup_actions,
     dedup_impressions,
     impression_problem,
     imputation_values,
     quarantine_impressions,
 )
-from features.schemas import QUARANTINE_SCHEMA, REASONS
-from freshlake.config import FeatureSpec, QualityConfig
+from freshlake.features.schemas import QUARANTINE_SCHEMA, REASONS
 
 T0 = datetime(2026, 1, 2, tzinfo=UTC)
 COLUMNS = "impression_id string, user_id string, item_id string, served_at timestamp, position int, pred_ctr double"

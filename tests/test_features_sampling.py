@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from pyspark.sql import functions as F
 
-from features.sampling import is_sampled, sample_draw, sampling_columns
-from features.splits import split_column
-from features.weights import weight_columns
 from freshlake.config import RareItemConfig, RecencyConfig, SamplingConfig, SplitConfig
+from freshlake.features.sampling import is_sampled, sample_draw, sampling_columns
+from freshlake.features.splits import split_column
+from freshlake.features.weights import weight_columns
 
 SAMPLING = SamplingConfig(
     seed=7,

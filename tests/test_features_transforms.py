@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
-from features.hashing import hash_bucket, hash_unit
-from features.transforms import apply_feature_spec, feature_output_columns
 from freshlake.config import FeatureSpec
+from freshlake.features.hashing import hash_bucket, hash_unit
+from freshlake.features.transforms import apply_feature_spec, feature_output_columns
 
 SPEC = [
     FeatureSpec(name="item_id", kind="categorical", buckets=97),

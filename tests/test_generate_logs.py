@@ -148,7 +148,7 @@ def test_parquet_counts_reconcile_with_manifest(logs, record):
 
 
 def test_malformed_kinds_are_quarantine_reason_codes(logs):
-    from features.schemas import REASONS
+    from freshlake.features.schemas import REASONS
 
     _, manifest = logs
     for fmt in manifest["formats"].values():
@@ -331,11 +331,13 @@ def test_cli_writes_logs_with_overrides(tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["--out", str(out), "--impressions", "3000", "--format", "parquet", "--seed", "5"]
     argv += ["--set", "generate.days=1", "--set", "generate.workers=1"]
-    assert run_module("jobs.generate_logs", argv) == 0
+    assert run_module("freshlake.jobs.generate_logs", argv) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 5 and manifest["settings"]["days"] == 1
     assert manifest["truth"]["impressions"] == 3000
     assert list(manifest["formats"]) == ["parquet"]
     assert json.loads(capsys.readouterr().out)["impressions"] == 3000
-    assert run_module("jobs.generate_logs", argv) == 2  # refuses to mix with earlier output
-    assert run_module("jobs.generate_logs", [*argv, "--overwrite"]) == 0
+    assert (
+        run_module("freshlake.jobs.generate_logs", argv) == 2
+    )  # refuses to mix with earlier output
+    assert run_module("freshlake.jobs.generate_logs", [*argv, "--overwrite"]) == 0

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.validation import IMPRESSIONS
 from freshlake.cli import run_module
 from freshlake.config import GenerateConfig
+from freshlake.features.validation import IMPRESSIONS
 from freshlake.ingest.files import ingest_files
 from freshlake.ingest.loader import ingest_source
 from freshlake.ingest.sources import list_input_files, read_raw_records
@@ -214,9 +214,11 @@ def test_generated_logs_reconcile_with_their_manifest(spark, config, lake, tmp_p
     manifest = json.loads((out / MANIFEST).read_text())["formats"]["jsonl"]
     argv = ["--logs", str(out), "--set", f"lake.root={config.lake.root}"]
 
-    assert run_module("jobs.ingest", argv) == 2, "both formats present: the user must choose"
+    assert run_module("freshlake.jobs.ingest", argv) == 2, (
+        "both formats present: the user must choose"
+    )
     assert "--format" in capsys.readouterr().err
-    assert run_module("jobs.ingest", [*argv, "--format", "jsonl"]) == 0
+    assert run_module("freshlake.jobs.ingest", [*argv, "--format", "jsonl"]) == 0
     printed = capsys.readouterr().out
     assert "impressions" in printed and "quarantine version" in printed
 

@@ -23,7 +23,7 @@ def test_item_stats_counts_unique_valid_impressions_and_attributed_clicks(
     write_logs(spark, lake, logs)
     argv = ["--end", "2026-01-08", "--window-days", "7", "--set", f"lake.root={config.lake.root}"]
 
-    assert run_module("jobs.item_stats", argv) == 0
+    assert run_module("freshlake.jobs.item_stats", argv) == 0
     assert (
         "item_stats [2026-01-01, 2026-01-08): 25 items, 3,000 impressions"
         in capsys.readouterr().out
@@ -38,7 +38,7 @@ def test_item_stats_counts_unique_valid_impressions_and_attributed_clicks(
     assert (first.window_start, first.window_end) == (START, date(2026, 1, 8))
 
     # A rerun of the same window end replaces its snapshot; another window end adds one.
-    assert run_module("jobs.item_stats", argv) == 0
+    assert run_module("freshlake.jobs.item_stats", argv) == 0
     assert lake.read("item_stats").count() == len(stats)
     shorter = [
         "--end",
@@ -48,7 +48,7 @@ def test_item_stats_counts_unique_valid_impressions_and_attributed_clicks(
         "--set",
         f"lake.root={config.lake.root}",
     ]
-    assert run_module("jobs.item_stats", shorter) == 0
+    assert run_module("freshlake.jobs.item_stats", shorter) == 0
     ends = lake.read("item_stats").groupBy("window_end").agg(F.sum("impressions").alias("n"))
     three_days_end = datetime(2026, 1, 4, tzinfo=UTC).timestamp()
     in_three_days = int((logs.truth["served_at"] < three_days_end).sum())

@@ -8,8 +8,8 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
-from streaming.kafka_source import KAFKA_SCHEMA
-from streaming.source import KAFKA_COLUMNS, kafka_format, read_kafka_stream
+from freshlake.streaming.kafka_source import KAFKA_SCHEMA
+from freshlake.streaming.source import KAFKA_COLUMNS, kafka_format, read_kafka_stream
 from tests.streaming_fixtures import create_topic
 
 

@@ -133,7 +133,7 @@ def test_label_coverage_fires_when_the_join_loses_clicks(troubled):
 
 
 def test_freshness_and_model_age(healthy, tmp_path):
-    from training.artifact import write_card
+    from freshlake.training.artifact import write_card
 
     config, lake = healthy
     committed = last_commit_time(lake, "fresh_examples")

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
-from features.schemas import ACTION_SCHEMA, IMPRESSION_SCHEMA, QUARANTINE_SCHEMA
+from freshlake.features.schemas import ACTION_SCHEMA, IMPRESSION_SCHEMA, QUARANTINE_SCHEMA
 from freshlake.ops.maintenance import compact_table, vacuum_table
 from freshlake.ops.privacy import PRIVACY_LOG_TABLE, forget_users, user_hash
 

@@ -23,7 +23,7 @@ needs_chromium = pytest.mark.skipif(
 
 
 def write_stream_metrics(lake, batches: int = 12) -> None:
-    from streaming.metrics import METRICS_SCHEMA, METRICS_TABLE
+    from freshlake.streaming.metrics import METRICS_SCHEMA, METRICS_TABLE
 
     now = datetime.now(UTC)
     rows = [
@@ -51,8 +51,8 @@ def write_stream_metrics(lake, batches: int = 12) -> None:
 
 
 def train_small_model(config, out: Path, monkeypatch) -> Path:
-    from training.launch import make_job
-    from training.trainer import train
+    from freshlake.training.launch import make_job
+    from freshlake.training.trainer import train
 
     for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR"):
         monkeypatch.delenv(name, raising=False)

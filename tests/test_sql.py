@@ -29,7 +29,7 @@ def sql(spark, config, lake, capsys):
     )
 
     def run(*argv: str) -> tuple[int, str, str]:
-        rc = run_module("jobs.sql", [*argv, "--set", f"lake.root={config.lake.root}"])
+        rc = run_module("freshlake.jobs.sql", [*argv, "--set", f"lake.root={config.lake.root}"])
         captured = capsys.readouterr()
         return rc, captured.out, captured.err
 

@@ -17,10 +17,10 @@ import yaml
 from deltalake import DeltaTable
 
 from freshlake.config import GenerateConfig, build_config
+from freshlake.streaming.producer import EventLogger, ensure_topics
+from freshlake.streaming.queries import metrics_log_path
+from freshlake.streaming.replay import event_millis, load_logs, replay
 from freshlake.synth import generate_logs
-from streaming.producer import EventLogger, ensure_topics
-from streaming.queries import metrics_log_path
-from streaming.replay import event_millis, load_logs, replay
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,14 @@ def _config_file(stream_config, tmp_path: Path):
 
 def _start_joiner(config_path: Path, *extra: str) -> subprocess.Popen:
     """The joiner in its own process group (Python driver and its JVM), as `python -m`."""
-    command = [sys.executable, "-m", "streaming.join_cli", "--config", str(config_path), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "freshlake.streaming.join_cli",
+        "--config",
+        str(config_path),
+        *extra,
+    ]
     return subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-from streaming.bronze import start_bronze_ingest
-from streaming.metrics import MetricsRecorder, read_metrics_log
-from streaming.producer import EventLogger, ensure_topics
-from streaming.queries import metrics_log_path
+from freshlake.streaming.bronze import start_bronze_ingest
+from freshlake.streaming.metrics import MetricsRecorder, read_metrics_log
+from freshlake.streaming.producer import EventLogger, ensure_topics
+from freshlake.streaming.queries import metrics_log_path
 
 GOOD = {
     "impression_id": "i1",
@@ -77,7 +77,7 @@ def test_replayed_batch_writes_nothing_twice(spark, stream_config, lake):
     """A restart whose checkpoint lost the last commit marker replays that batch: skipped."""
     from pathlib import Path
 
-    from streaming.queries import checkpoint_dir
+    from freshlake.streaming.queries import checkpoint_dir
 
     kafka = stream_config.kafka
     ensure_topics(kafka, kafka.topics.values())

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streaming.joiner import FRESH_EXAMPLES, start_joiner
-from streaming.metrics import MetricsRecorder, read_metrics_log
-from streaming.producer import EventLogger, ensure_topics
-from streaming.queries import metrics_log_path
+from freshlake.streaming.joiner import FRESH_EXAMPLES, start_joiner
+from freshlake.streaming.metrics import MetricsRecorder, read_metrics_log
+from freshlake.streaming.producer import EventLogger, ensure_topics
+from freshlake.streaming.queries import metrics_log_path
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pyarrow as pa
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from streaming.metrics import METRICS_SCHEMA, METRICS_TABLE, BatchReport, MetricsRecorder
+from freshlake.streaming.metrics import METRICS_SCHEMA, METRICS_TABLE, BatchReport, MetricsRecorder
 
 
 def test_a_table_without_newer_columns_gets_them(lake, tmp_path):

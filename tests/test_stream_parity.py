@@ -7,14 +7,14 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from freshlake.config import GenerateConfig
+from freshlake.streaming.bronze import start_bronze_ingest
+from freshlake.streaming.joiner import start_joiner
+from freshlake.streaming.metrics import MetricsRecorder
+from freshlake.streaming.parity import compare
+from freshlake.streaming.producer import EventLogger, ensure_topics
+from freshlake.streaming.queries import metrics_log_path
+from freshlake.streaming.replay import load_logs, replay
 from freshlake.synth import generate_logs
-from streaming.bronze import start_bronze_ingest
-from streaming.joiner import start_joiner
-from streaming.metrics import MetricsRecorder
-from streaming.parity import compare
-from streaming.producer import EventLogger, ensure_topics
-from streaming.queries import metrics_log_path
-from streaming.replay import load_logs, replay
 
 
 @pytest.mark.slow

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from streaming.producer import to_json
-from streaming.replay import LogRecord, _record, event_millis, load_logs, schedule
+from freshlake.streaming.producer import to_json
+from freshlake.streaming.replay import LogRecord, _record, event_millis, load_logs, schedule
 
 
 def _imp(impression_id: str, served_at: str) -> LogRecord:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from freshlake.cli import build_parser, main
-from training.launch import Topology, torchrun_command
-from training.synthetic import synthetic_examples, write_synthetic_table
+from freshlake.training.launch import Topology, torchrun_command
+from freshlake.training.synthetic import synthetic_examples, write_synthetic_table
 
 
 def test_training_commands_are_registered():
@@ -32,6 +32,6 @@ def test_torchrun_command_passes_the_topology_through():
     assert cmd[1:3] == ["-m", "torch.distributed.run"]
     assert "--nproc-per-node=4" in cmd and "--nnodes=2" in cmd and "--node-rank=1" in cmd
     assert "--master-addr=10.0.0.1" in cmd and "--master-port=29500" in cmd
-    assert cmd[-3:] == ["-m", "training.worker", "job.json"]
+    assert cmd[-3:] == ["-m", "freshlake.training.worker", "job.json"]
     with pytest.raises(ValueError, match="master-port"):
         torchrun_command("job.json", Topology(nproc=1, nnodes=2))

@@ -8,10 +8,10 @@ import pyarrow.compute as pc
 import torch
 
 from freshlake.config import load_config
-from training.artifact import load_model, read_card
-from training.launch import make_job
-from training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
-from training.trainer import train
+from freshlake.training.artifact import load_model, read_card
+from freshlake.training.launch import make_job
+from freshlake.training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
+from freshlake.training.trainer import train
 
 
 def config_for(root, **training):
@@ -58,7 +58,7 @@ def test_warm_start_reads_only_files_added_since_the_previous_version(tmp_path, 
 
 
 def test_same_seed_same_model_and_compare_models_reports_pd(tmp_path, monkeypatch):
-    from training.scoring import compare_saved_models
+    from freshlake.training.scoring import compare_saved_models
 
     for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR"):
         monkeypatch.delenv(name, raising=False)

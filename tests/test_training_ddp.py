@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from freshlake.cli import main as freshlake_main
-from training.artifact import CARD_FILE, PLOT_FILE, read_card
-from training.checkpoint import load_checkpoint
-from training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
+from freshlake.training.artifact import CARD_FILE, PLOT_FILE, read_card
+from freshlake.training.checkpoint import load_checkpoint
+from freshlake.training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
 
 REPO = Path(__file__).resolve().parent.parent
 NEGATIVE_RATE = 0.1

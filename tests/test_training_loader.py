@@ -12,11 +12,11 @@ import torch
 from deltalake import DeltaTable
 from torch.utils.data import DataLoader
 
-from training.batch import FeatureLayout
-from training.dataset import DeltaExamples
-from training.snapshot import added_since, open_snapshot
-from training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
-from training.units import plan_units
+from freshlake.training.batch import FeatureLayout
+from freshlake.training.dataset import DeltaExamples
+from freshlake.training.snapshot import added_since, open_snapshot
+from freshlake.training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
+from freshlake.training.units import plan_units
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.batch import FeatureLayout, empty_batch
-from training.metrics import (
+from freshlake.training.batch import FeatureLayout, empty_batch
+from freshlake.training.metrics import (
     calibration,
     correct_for_negative_sampling,
     normalized_entropy,
@@ -18,8 +18,8 @@ from training.metrics import (
     weighted_auc,
     weighted_log_loss,
 )
-from training.model import CTRModel, ModelShape, SmeLU
-from training.synthetic import SYNTHETIC_SPEC, synthetic_examples
+from freshlake.training.model import CTRModel, ModelShape, SmeLU
+from freshlake.training.synthetic import SYNTHETIC_SPEC, synthetic_examples
 
 LAYOUT = FeatureLayout.from_spec(SYNTHETIC_SPEC)
 
@@ -97,7 +97,7 @@ def test_hashed_ids_are_folded_into_the_embedding_rows():
 
 @pytest.mark.parametrize("activation", ["relu", "smelu"])
 def test_model_predicts_probabilities_and_an_empty_batch_gives_zero_gradients(activation):
-    from training.batch import to_batch
+    from freshlake.training.batch import to_batch
 
     torch.manual_seed(0)
     net = model(activation)

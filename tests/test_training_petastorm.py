@@ -13,16 +13,16 @@ pytest.importorskip("petastorm")
 # Petastorm 0.13.1 calls pyarrow APIs deprecated since pyarrow 5.
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
-from training.batch import FeatureLayout  # noqa: E402
-from training.dataset import DeltaExamples  # noqa: E402
-from training.petastorm_loader import petastorm_batches  # noqa: E402
-from training.snapshot import open_snapshot  # noqa: E402
-from training.synthetic import (  # noqa: E402
+from freshlake.training.batch import FeatureLayout  # noqa: E402
+from freshlake.training.dataset import DeltaExamples  # noqa: E402
+from freshlake.training.petastorm_loader import petastorm_batches  # noqa: E402
+from freshlake.training.snapshot import open_snapshot  # noqa: E402
+from freshlake.training.synthetic import (  # noqa: E402
     SYNTHETIC_SPEC,
     synthetic_examples,
     write_synthetic_table,
 )
-from training.units import plan_units  # noqa: E402
+from freshlake.training.units import plan_units  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +99,8 @@ def test_same_tensors_as_the_default_loader(examples):
 
 def test_training_with_the_petastorm_loader(examples, monkeypatch):
     from freshlake.config import load_config
-    from training.launch import make_job
-    from training.trainer import train
+    from freshlake.training.launch import make_job
+    from freshlake.training.trainer import train
 
     for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR"):
         monkeypatch.delenv(name, raising=False)

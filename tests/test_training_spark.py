@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow.compute as pc
 import pytest
 
-from training.launch import make_job, run_on_spark
-from training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
+from freshlake.training.launch import make_job, run_on_spark
+from freshlake.training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from features.schemas import ACTION_SCHEMA, IMPRESSION_SCHEMA, QUARANTINE_SCHEMA, REASONS
-from features.validation import validate_actions, validate_impressions
+from freshlake.features.schemas import ACTION_SCHEMA, IMPRESSION_SCHEMA, QUARANTINE_SCHEMA, REASONS
+from freshlake.features.validation import validate_actions, validate_impressions
 
 CLOCK = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 OK = {"user_id": "u1", "item_id": "item-7", "served_at": "2026-02-01T10:00:00Z"}

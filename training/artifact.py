@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from freshlake.config import FeatureSpec
-from training.model import CTRModel, ModelShape
+from freshlake.training.model import CTRModel, ModelShape
 
 MODEL_FILE = "model.pt"
 CARD_FILE = "model_card.json"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.batch import Batch
+from freshlake.training.batch import Batch
 
 AUDIT_DIR = "audit"
 

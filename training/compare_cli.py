@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.scoring import compare_saved_models
+    from freshlake.training.scoring import compare_saved_models
 
     report = compare_saved_models(args.config, args.model_a, args.model_b, args.table, args.version)
     print(json.dumps(report, indent=2, default=str))

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from torch.utils.data import IterableDataset, get_worker_info
 
-from training.batch import Batch, FeatureLayout, to_batch
-from training.units import WorkUnit, blocks, epoch_order, read_unit, shard_units
+from freshlake.training.batch import Batch, FeatureLayout, to_batch
+from freshlake.training.units import WorkUnit, blocks, epoch_order, read_unit, shard_units
 
 # shard -> (block, row): the next row that shard has not yet delivered.
 ShardPositions = Mapping[int, tuple[int, int]]

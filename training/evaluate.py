@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from training.batch import FeatureLayout
-from training.dataset import DeltaExamples
-from training.metrics import correct_for_negative_sampling, evaluate_predictions
-from training.model import CTRModel
-from training.units import WorkUnit, read_unit
+from freshlake.training.batch import FeatureLayout
+from freshlake.training.dataset import DeltaExamples
+from freshlake.training.metrics import correct_for_negative_sampling, evaluate_predictions
+from freshlake.training.model import CTRModel
+from freshlake.training.units import WorkUnit, read_unit
 
 SPLIT_COLUMN = "split"
 

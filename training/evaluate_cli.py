@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.scoring import evaluate_saved_model
+    from freshlake.training.scoring import evaluate_saved_model
 
     report = evaluate_saved_model(
         args.config, args.model, args.table, args.version, args.negative_rate

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from freshlake.config import Config
-from training.snapshot import Snapshot, added_since, open_snapshot
+from freshlake.training.snapshot import Snapshot, added_since, open_snapshot
 
 JOB_FILE = "job.json"
 

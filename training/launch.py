@@ -14,10 +14,10 @@ from typing import Any
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from freshlake.config import Config
-from training.artifact import read_card
-from training.job import JOB_FILE, TrainJob
-from training.snapshot import open_snapshot, table_uri
-from training.trainer import train
+from freshlake.training.artifact import read_card
+from freshlake.training.job import JOB_FILE, TrainJob
+from freshlake.training.snapshot import open_snapshot, table_uri
+from freshlake.training.trainer import train
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def torchrun_command(job_path: str | Path, topology: Topology) -> list[str]:
         f"--master-addr={topology.master_addr}",
         f"--master-port={port}",
         "-m",
-        "training.worker",
+        "freshlake.training.worker",
         str(job_path),
     ]
 

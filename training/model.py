@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from training.batch import Batch, FeatureLayout
+from freshlake.training.batch import Batch, FeatureLayout
 
 
 class SmeLU(nn.Module):

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.batch import Batch, FeatureLayout, to_batch
+from freshlake.training.batch import Batch, FeatureLayout, to_batch
 
 
 def _text_as_bytes(text_columns: Sequence[str]):

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from freshlake.config import Config
-from training.artifact import load_model, read_card
-from training.batch import FeatureLayout
-from training.evaluate import evaluate_model, predict_split
-from training.metrics import evaluate_predictions, prediction_difference
-from training.snapshot import open_snapshot, table_uri
-from training.units import plan_units
+from freshlake.training.artifact import load_model, read_card
+from freshlake.training.batch import FeatureLayout
+from freshlake.training.evaluate import evaluate_model, predict_split
+from freshlake.training.metrics import evaluate_predictions, prediction_difference
+from freshlake.training.snapshot import open_snapshot, table_uri
+from freshlake.training.units import plan_units
 
 
 def card_layout(card: dict[str, Any]) -> FeatureLayout:

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.launch import Topology, make_job, run_on_spark, run_torchrun
+    from freshlake.training.launch import Topology, make_job, run_on_spark, run_torchrun
 
     updates = {
         key: value

@@ -19,24 +19,30 @@ import torch
 from torch.utils.data import DataLoader
 
 from freshlake.config import Config
-from training.artifact import (
+from freshlake.training.artifact import (
     feature_spec_hash,
     load_model,
     plot_calibration,
     save_model,
     write_card,
 )
-from training.audit import RowAudit
-from training.batch import Batch, FeatureLayout, empty_batch
-from training.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from training.dataset import DeltaExamples
-from training.distributed import DistContext, all_gather, all_sum, barrier, init_distributed
-from training.distributed import shutdown as shutdown_distributed
-from training.evaluate import SPLIT_COLUMN, NoEvalRowsError, evaluate_model
-from training.job import TrainJob, job_snapshot
-from training.model import CTRModel, ModelShape, make_optimizer, weighted_log_loss
-from training.snapshot import Snapshot
-from training.units import plan_units
+from freshlake.training.audit import RowAudit
+from freshlake.training.batch import Batch, FeatureLayout, empty_batch
+from freshlake.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from freshlake.training.dataset import DeltaExamples
+from freshlake.training.distributed import (
+    DistContext,
+    all_gather,
+    all_sum,
+    barrier,
+    init_distributed,
+)
+from freshlake.training.distributed import shutdown as shutdown_distributed
+from freshlake.training.evaluate import SPLIT_COLUMN, NoEvalRowsError, evaluate_model
+from freshlake.training.job import TrainJob, job_snapshot
+from freshlake.training.model import CTRModel, ModelShape, make_optimizer, weighted_log_loss
+from freshlake.training.snapshot import Snapshot
+from freshlake.training.units import plan_units
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +199,7 @@ def _epoch_batches(config: Config, dataset: DeltaExamples, snapshot: Snapshot, s
     """This rank's batches for `state.epoch`, from the configured loader."""
     t = config.training
     if t.loader == "petastorm":
-        from training.petastorm_loader import petastorm_batches
+        from freshlake.training.petastorm_loader import petastorm_batches
 
         return petastorm_batches(
             [f.uri for f in snapshot.files],

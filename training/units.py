@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from training.snapshot import Snapshot
+from freshlake.training.snapshot import Snapshot
 
 
 @dataclass(frozen=True)

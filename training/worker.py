@@ -1,4 +1,4 @@
-"""What torchrun starts in every process: `python -m training.worker OUT/job.json`."""
+"""What torchrun starts in every process: `python -m freshlake.training.worker OUT/job.json`."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from training.job import TrainJob
-from training.trainer import train
+from freshlake.training.job import TrainJob
+from freshlake.training.trainer import train
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="training.worker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="freshlake.training.worker", description=__doc__)
     parser.add_argument("job", help="job.json written by `freshlake train`")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)

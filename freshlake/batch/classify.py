@@ -16,12 +16,12 @@ from datetime import date, datetime
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from features.labeling import first_action_times, is_mature, label_columns
-from features.quality import dedup_actions, duplicate_rank, impression_problem
-from features.sampling import is_sampled, sampling_columns
 from freshlake.batch.inputs import in_window
 from freshlake.batch.window import TimeWindow
 from freshlake.config import Config
+from freshlake.features.labeling import first_action_times, is_mature, label_columns
+from freshlake.features.quality import dedup_actions, duplicate_rank, impression_problem
+from freshlake.features.sampling import is_sampled, sampling_columns
 
 OUTCOMES = (
     "quarantined",
@@ -63,7 +63,7 @@ def first_actions(screened: DataFrame, actions: DataFrame, plan: BuildPlan) -> D
     """Per impression that passed screening, the first attributed time of each action type.
 
     Attribution is relative to the impression's earliest served_at, i.e. the deduplication
-    winner's (see features.quality.duplicate_rank).
+    winner's (see freshlake.features.quality.duplicate_rank).
     """
     served = (
         screened.where(F.col("outcome").isNull())

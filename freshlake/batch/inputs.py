@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from features.labeling import labeled_actions
 from freshlake.batch.window import TimeWindow
 from freshlake.config import LabelConfig
+from freshlake.features.labeling import labeled_actions
 from freshlake.lake import Lake
 
 IMPRESSIONS = "impressions"

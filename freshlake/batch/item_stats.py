@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from features.labeling import attach_labels
-from features.quality import dedup_actions, dedup_impressions, impression_problem
 from freshlake.batch.inputs import (
     ACTIONS,
     IMPRESSIONS,
@@ -24,6 +22,8 @@ from freshlake.batch.inputs import (
 )
 from freshlake.batch.window import TimeWindow
 from freshlake.config import Config, LabelConfig
+from freshlake.features.labeling import attach_labels
+from freshlake.features.quality import dedup_actions, dedup_impressions, impression_problem
 from freshlake.lake import Lake
 
 ITEM_STATS = "item_stats"

@@ -15,9 +15,9 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from features.labeling import label_column, labeled_actions
 from freshlake.batch.classify import ELIGIBLE, OUTCOMES
 from freshlake.config import LabelConfig
+from freshlake.features.labeling import label_column, labeled_actions
 
 
 class ReconciliationError(AssertionError):

@@ -16,12 +16,6 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from features.examples import to_examples
-from features.labeling import label_output_columns
-from features.quality import dedup_impressions, imputation_values, quarantine_impressions
-from features.splits import split_column
-from features.transforms import apply_feature_spec
-from features.weights import weight_columns
 from freshlake.batch.classify import BuildPlan, classify, first_actions, is_outcome, screen
 from freshlake.batch.inputs import (
     ACTIONS,
@@ -35,6 +29,12 @@ from freshlake.batch.item_stats import ITEM_STATS, read_item_counts, write_item_
 from freshlake.batch.report import BuildReport, summarize
 from freshlake.batch.window import TimeWindow
 from freshlake.config import Config
+from freshlake.features.examples import to_examples
+from freshlake.features.labeling import label_output_columns
+from freshlake.features.quality import dedup_impressions, imputation_values, quarantine_impressions
+from freshlake.features.splits import split_column
+from freshlake.features.transforms import apply_feature_spec
+from freshlake.features.weights import weight_columns
 from freshlake.lake import Lake, WriteResult
 from freshlake.runs import JobRun
 

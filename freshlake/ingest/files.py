@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from features.validation import CONTRACTS
 from freshlake.config import Config
+from freshlake.features.validation import CONTRACTS
 from freshlake.ingest.loader import QUARANTINE_TABLE, IngestSummary, ingest_source
 from freshlake.ingest.sources import list_input_files, read_raw_records
 from freshlake.lake import open_lake

@@ -16,7 +16,8 @@ from datetime import datetime
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
-from features.validation import (
+from freshlake.config import Config
+from freshlake.features.validation import (
     REASON,
     RecordContract,
     check_records,
@@ -24,7 +25,6 @@ from features.validation import (
     run_clock,
     valid_rows,
 )
-from freshlake.config import Config
 from freshlake.lake import Lake
 
 QUARANTINE_TABLE = "quarantine"

@@ -26,9 +26,9 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from features.timestamps import iso_text, parse_event_time
-from features.validation import ACTIONS, IMPRESSIONS
 from freshlake.config import Config
+from freshlake.features.timestamps import iso_text, parse_event_time
+from freshlake.features.validation import ACTIONS, IMPRESSIONS
 from freshlake.ingest import OBD_DIR
 from freshlake.ingest.files import finish_run
 from freshlake.ingest.loader import QUARANTINE_TABLE, IngestSummary, ingest_source

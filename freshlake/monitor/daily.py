@@ -6,8 +6,8 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from features.labeling import attribution_condition
 from freshlake.config import LabelConfig
+from freshlake.features.labeling import attribution_condition
 from freshlake.lake import Lake
 
 IMPRESSIONS, ACTIONS = "impressions", "actions"

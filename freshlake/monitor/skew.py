@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from features.transforms import feature_column
 from freshlake.config import FeatureSpec, MonitorConfig
+from freshlake.features.transforms import feature_column
 from freshlake.monitor.results import CheckResult, judged
 
 OTHER = -1  # bin of categorical values outside the reference's top k

@@ -24,11 +24,11 @@ class Calibration:
 
 def model_calibration(config: Config, model_dir: str | Path, bins: int = 20) -> Calibration:
     """Predict the eval split of the model's snapshot again and bin it (as the trainer's plot)."""
-    from training.artifact import calibration_bins, load_model, read_card
-    from training.evaluate import predict_split
-    from training.scoring import card_layout
-    from training.snapshot import added_since, open_snapshot
-    from training.units import plan_units
+    from freshlake.training.artifact import calibration_bins, load_model, read_card
+    from freshlake.training.evaluate import predict_split
+    from freshlake.training.scoring import card_layout
+    from freshlake.training.snapshot import added_since, open_snapshot
+    from freshlake.training.units import plan_units
 
     card = read_card(model_dir)
     data = card["data"]
