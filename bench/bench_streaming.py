@@ -239,7 +239,8 @@ def main() -> int:
 
         from freshlake.lake import open_lake
         from freshlake.spark import get_spark
-        from freshlake.streaming.joiner import JOINER_QUERY, start_joiner
+        from freshlake.streaming.join_plan import JOINER_QUERY
+        from freshlake.streaming.joiner import start_joiner
         from freshlake.streaming.metrics import MetricsRecorder
 
         spark = get_spark(config)

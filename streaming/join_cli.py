@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from freshlake.lake import open_lake
     from freshlake.spark import get_spark
-    from freshlake.streaming.joiner import JOINER_QUERY, start_joiner
+    from freshlake.streaming.join_plan import JOINER_QUERY
+    from freshlake.streaming.joiner import start_joiner
     from freshlake.streaming.metrics import MetricsRecorder
     from freshlake.streaming.queries import metrics_log_path, run_until_done
 

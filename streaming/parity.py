@@ -25,7 +25,8 @@ from pyspark.sql.types import ArrayType, DoubleType, FloatType, MapType
 from freshlake.config import Config
 from freshlake.lake import Lake
 from freshlake.runs import latest_run_details
-from freshlake.streaming.joiner import FRESH_EXAMPLES, JOINER_QUERY
+from freshlake.streaming.join_plan import JOINER_QUERY
+from freshlake.streaming.join_sink import FRESH_EXAMPLES
 from freshlake.streaming.metrics import METRICS_TABLE
 
 EXAMPLES = "examples"

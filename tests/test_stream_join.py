@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from freshlake.streaming.joiner import FRESH_EXAMPLES, start_joiner
+from freshlake.streaming.join_sink import FRESH_EXAMPLES
+from freshlake.streaming.joiner import start_joiner
 from freshlake.streaming.metrics import MetricsRecorder, read_metrics_log
 from freshlake.streaming.producer import EventLogger, ensure_topics
 from freshlake.streaming.queries import metrics_log_path
