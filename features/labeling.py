@@ -1,4 +1,4 @@
-"""Labels within the attribution window, and label maturity (DESIGN.md section 3).
+"""Labels within the attribution window, and label maturity (docs/design.md section 3).
 
 An impression is positive for action A iff an A action with the same `impression_id` has
 `served_at - skew <= action_at <= served_at + attribution_window`; repeated actions count once.

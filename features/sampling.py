@@ -1,4 +1,4 @@
-"""Deterministic click (negative-down) and rare-item upsampling (DESIGN.md section 3).
+"""Deterministic click (negative-down) and rare-item upsampling (docs/design.md section 3.3).
 
 `sample_prob = min(1, rate(label) * boost(item))`: positives at `positive_rate`, negatives at
 `negative_rate`, times `rare_item.boost` for items with fewer than `rare_item.min_impressions`

@@ -1,4 +1,4 @@
-"""The data contracts of DESIGN.md section 2 as Spark schemas, and the stable quarantine codes."""
+"""The data contracts of docs/design.md section 2 as Spark schemas, and the stable quarantine codes."""
 
 from __future__ import annotations
 

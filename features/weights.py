@@ -1,4 +1,4 @@
-"""Recency emphasis and the bias-correction weight (DESIGN.md section 3).
+"""Recency emphasis and the bias-correction weight (docs/design.md section 3.4).
 
 `recency_weight = 0.5 ** (age_days / half_life_days)` with age measured from a reference time
 (the batch window's end; the stream's processing time), 1 when `half_life_days` is unset.

@@ -161,7 +161,7 @@ class FeaturesConfig(Section):
 
 
 class TrainingConfig(Section):
-    """The trainer (training/): data, loader, model, optimizer, checkpoints (DESIGN.md section 6)."""
+    """The trainer (training/): data, loader, model, optimizer, checkpoints (docs/design.md section 6)."""
 
     table: str = "examples"
     loader: Literal["delta", "petastorm"] = "delta"
@@ -192,7 +192,7 @@ class TrainingConfig(Section):
 
 
 class StreamingConfig(Section):
-    """The streaming path (streaming/): checkpoints, triggers, watermarks, replay (DESIGN.md section 4)."""
+    """The streaming path (streaming/): checkpoints, triggers, watermarks, replay (docs/design.md section 4)."""
 
     # Checkpoints of the streaming queries; None: `<lake.root>/_checkpoints`.
     checkpoint_root: str | None = None

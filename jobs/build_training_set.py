@@ -1,4 +1,4 @@
-"""Build the `examples` training set for a time window (DESIGN.md section 3).
+"""Build the `examples` training set for a time window (docs/design.md section 3).
 
 freshlake build-training-set --end 2026-01-08 --window-days 7
 freshlake build-training-set --start 2026-01-01 --end 2026-01-08 --actions-until 2026-01-08T06:00

@@ -1,4 +1,4 @@
-"""The streaming path (DESIGN.md section 4): Kafka -> Spark Structured Streaming -> Delta.
+"""The streaming path (docs/design.md section 4): Kafka -> Spark Structured Streaming -> Delta.
 
 - `broker`: the local Kafka-protocol broker (Tansu) for the embedded default and tests.
 - `offsets`, `kafka_source`, `source`: Kafka as a streaming DataFrame (our Python Data Source, or

@@ -1,6 +1,6 @@
 """The online joiner: impressions x actions from Kafka -> `fresh_examples`, exactly once.
 
-Semantics (DESIGN.md sections 3 and 4): one row per kept impression, written as a positive in
+Semantics (docs/design.md sections 3 and 4): one row per kept impression, written as a positive in
 the micro-batch where its first attributed click arrives, and as a negative when the watermark
 passes the end of its attribution window without one. Three parts:
 

@@ -1,7 +1,7 @@
 """Kafka partition offsets found without trusting the broker's high watermark.
 
 The local Tansu broker reports the high watermark as the last record batch's base offset + 1
-(DESIGN.md section 7, `streaming.broker`). A real Kafka broker reports it right. Both answer
+(docs/design.md section 7.4, `streaming.broker`). A real Kafka broker reports it right. Both answer
 fetches right, so `end_offsets` seeks to a lower bound of the end (the offset already known,
 or just below the reported high watermark, which is never past the true end on either broker)
 and fetches to partition EOF; on Kafka that reads one record per partition, on Tansu at most

@@ -1,7 +1,7 @@
 """The serving side's logger: impressions and actions as JSON messages on Kafka topics.
 
 A serving system calls `EventLogger.log_impression(record)` when it shows an item and
-`log_action(record)` on user feedback (records as in DESIGN.md section 2; datetimes become
+`log_action(record)` on user feedback (records as in docs/design.md section 2.1; datetimes become
 ISO-8601 UTC text). Messages are keyed by `impression_id`. Client settings (`kafka.client`:
 security.protocol, sasl.*, ssl.*, ...) are passed to confluent-kafka unchanged.
 

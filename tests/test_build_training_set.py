@@ -1,4 +1,4 @@
-"""The batch training-set builder on synthetic logs with known truth (DESIGN.md section 3).
+"""The batch training-set builder on synthetic logs with known truth (docs/design.md section 3).
 
 The statistics are checked against the generator's true counts and CTRs, never by recomputing
 the builder's formulas: Horvitz–Thompson totals overall and per item, the rare-item boost,

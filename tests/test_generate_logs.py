@@ -1,6 +1,6 @@
 """The synthetic log generator: contract 1 layout, determinism, statistics and fault counts.
 
-Records are classified here by an independent reading of DESIGN.md section 2, so the
+Records are classified here by an independent reading of docs/design.md section 2.1, so the
 manifest's counts are checked against what is really in the files.
 """
 

@@ -74,7 +74,7 @@ def _metrics(path: Path) -> list[dict]:
 
 
 def _expected_labels(logs: Path, labels) -> dict[str, dict]:
-    """Per valid impression: served_at and its label per action, by the DESIGN.md rule."""
+    """Per valid impression: served_at and its label per action, by docs/design.md section 3.1."""
     impressions, actions = load_logs(logs)
     served = {}
     for record in impressions:

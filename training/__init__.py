@@ -1,4 +1,4 @@
-"""Training on a pinned Delta snapshot (DESIGN.md section 6).
+"""Training on a pinned Delta snapshot (docs/design.md section 6).
 
 - `snapshot`: a table version as the files its Delta log references; `units`: row-group work
   units, their per-epoch order and shards; `dataset`: the default loader (`DeltaExamples`);

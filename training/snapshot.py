@@ -1,7 +1,7 @@
 """A Delta table pinned at one version, as the list of data files its log references.
 
 Readers never list folders: files removed by an overwrite stay on disk until vacuum, so the
-Delta log is the only truth about which files make up a version (DESIGN.md section 5).
+Delta log is the only truth about which files make up a version (docs/design.md section 5.5).
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""The batch path: per-item statistics and the training-set builder (DESIGN.md sections 1 and 3)."""
+"""The batch path: per-item statistics and the training-set builder (docs/design.md sections 1 and 3)."""

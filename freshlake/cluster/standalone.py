@@ -1,7 +1,7 @@
 """Start and stop a Spark standalone cluster on loopback from the pip `pyspark` distribution.
 
 The pip wheel has no `start-master.sh`, so the master and each worker are started with
-`bin/spark-class org.apache.spark.deploy.{master.Master,worker.Worker}` (DESIGN.md section 7).
+`bin/spark-class org.apache.spark.deploy.{master.Master,worker.Worker}` (docs/design.md section 7.2).
 State (pids, ports, logs) lives in one folder so `stop` and `status` work from another process.
 """
 

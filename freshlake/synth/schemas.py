@@ -1,4 +1,4 @@
-"""Arrow schemas of the generated files (contract 1; records as in DESIGN.md section 2)."""
+"""Arrow schemas of the generated files (contract 1; records as in docs/design.md section 2.1)."""
 
 from __future__ import annotations
 
