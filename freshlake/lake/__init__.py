@@ -1,4 +1,4 @@
-"""Delta Lake tables behind one small interface, with two engines (DESIGN.md section 5).
+"""Delta Lake tables behind one small interface, with two engines (docs/design.md section 5).
 
 `open_lake(config, spark)` returns a `Lake`; its engine is `delta-rs` (Spark tasks write Parquet,
 the driver commits every file in one Delta transaction) or `delta-spark` (Spark's own

@@ -3,7 +3,7 @@
 No JVM jars are needed. The commit is atomic: a job that fails before it leaves no new table
 version (only unreferenced files, which `vacuum(full=True)` removes). Idempotent writes check
 `transaction_version(app_id)` before committing, because delta-rs records app transactions
-but does not enforce them (DESIGN.md section 7).
+but does not enforce them (docs/design.md section 7.3).
 """
 
 from __future__ import annotations
