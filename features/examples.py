@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from freshlake import contract
 from freshlake.config import FeatureSpec, LabelConfig
 from freshlake.features.labeling import label_output_columns
 from freshlake.features.transforms import feature_output_columns
@@ -29,7 +30,13 @@ IMPRESSION_COLUMNS = (
     "pred_ctr",
     "features",
 )
-SAMPLING_COLUMNS = ("sample_prob", "recency_weight", "weight", "stratum", "split")
+SAMPLING_COLUMNS = (
+    contract.SAMPLE_PROB,
+    contract.RECENCY_WEIGHT,
+    contract.WEIGHT,
+    contract.STRATUM,
+    contract.SPLIT,
+)
 
 
 def example_columns(labels: LabelConfig, spec: Sequence[FeatureSpec]) -> list[str]:
@@ -39,9 +46,9 @@ def example_columns(labels: LabelConfig, spec: Sequence[FeatureSpec]) -> list[st
         *feature_output_columns(spec),
         *label_output_columns(labels),
         *SAMPLING_COLUMNS,
-        "source",
-        "run_id",
-        "dt",
+        contract.SOURCE,
+        contract.RUN_ID,
+        contract.DT,
     ]
 
 
@@ -55,9 +62,9 @@ def to_examples(
     """`df` as examples rows: adds source, run_id, dt (UTC date of served_at); fixed column order."""
     df = df.withColumns(
         {
-            "source": F.lit(source),
-            "run_id": F.lit(run_id),
-            "dt": F.to_date(F.col("served_at")),
+            contract.SOURCE: F.lit(source),
+            contract.RUN_ID: F.lit(run_id),
+            contract.DT: F.to_date(F.col("served_at")),
         }
     )
     return df.select(*example_columns(labels, spec))

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from freshlake import contract
 from freshlake.config import LabelConfig
 
 
@@ -34,7 +35,7 @@ def attributed_column(action: str) -> str:
 
 def label_column(action: str) -> str:
     """Name of the 0/1 label column of `action` in `examples`."""
-    return f"label_{action}"
+    return contract.label_column(action)
 
 
 def labeled_actions(labels: LabelConfig) -> list[str]:
@@ -45,7 +46,8 @@ def labeled_actions(labels: LabelConfig) -> list[str]:
 
 def label_output_columns(labels: LabelConfig) -> list[str]:
     """The columns `label_columns` adds: label, label_<action>..., first_action_at."""
-    return ["label", *(label_column(a) for a in labeled_actions(labels)), "first_action_at"]
+    actions = (label_column(a) for a in labeled_actions(labels))
+    return [contract.LABEL, *actions, contract.FIRST_ACTION_AT]
 
 
 def attribution_condition(served_at: Column, action_at: Column, labels: LabelConfig) -> Column:

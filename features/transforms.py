@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from freshlake import contract
 from freshlake.config import FeatureSpec
 from freshlake.features.hashing import hash_bucket
 
@@ -28,12 +29,12 @@ _TOKEN_SEPARATOR = r"[^\p{L}\p{N}]+"
 
 def feature_column(spec: FeatureSpec) -> str:
     """The output column of a feature: `f_<name>`."""
-    return f"f_{spec.name}"
+    return contract.feature_column(spec.name)
 
 
 def missing_column(spec: FeatureSpec) -> str:
     """The missing-indicator column of a numeric feature: `f_<name>_missing`."""
-    return f"f_{spec.name}_missing"
+    return contract.missing_column(spec.name)
 
 
 def source_value(spec: FeatureSpec) -> Column:
@@ -108,9 +109,4 @@ def apply_feature_spec(
 
 def feature_output_columns(spec: Sequence[FeatureSpec]) -> list[str]:
     """The `f_*` columns `apply_feature_spec` adds, in order."""
-    names: list[str] = []
-    for feature in spec:
-        names.append(feature_column(feature))
-        if feature.kind == "numeric":
-            names.append(missing_column(feature))
-    return names
+    return contract.feature_columns(spec)

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from freshlake import contract
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 DEFAULT_CONFIG = "local.yaml"
 CONFIG_ENV = "FRESHLAKE_CONFIG"
@@ -163,7 +165,7 @@ class FeaturesConfig(Section):
 class TrainingConfig(Section):
     """The trainer (training/): data, loader, model, optimizer, checkpoints (docs/design.md section 6)."""
 
-    table: str = "examples"
+    table: str = contract.EXAMPLES
     loader: Literal["delta", "petastorm"] = "delta"
     label: str = "label"
     # Row weights (bias correction x recency): used by the loss when `weighted_loss`, and
@@ -217,11 +219,11 @@ class PrivacyConfig(Section):
     # quarantined payloads that mention the user or their impression ids.
     tables: list[str] = Field(
         default_factory=lambda: [
-            "impressions",
-            "actions",
-            "examples",
-            "fresh_examples",
-            "quarantine",
+            contract.IMPRESSIONS,
+            contract.ACTIONS,
+            contract.EXAMPLES,
+            contract.FRESH_EXAMPLES,
+            contract.QUARANTINE,
         ]
     )
 
