@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
             line += f" into {done.files_after} (version {done.version})"
         if not args.no_vacuum:
             removed = vacuum_table(lake, table, cfg.vacuum_retention_hours)
-            line += f"; vacuumed {len(removed)} files"
+            line += f"; vacuumed {'?' if removed is None else len(removed)} files"
         print(line)
     return 0
 

@@ -178,14 +178,11 @@ class MetricsRecorder:
         per recorder; its own writes keep the schema)."""
         if not self.lake.exists(METRICS_TABLE):
             return
-        from deltalake import Field
-
-        table = self.lake.delta_table(METRICS_TABLE)
-        have = set(pa.schema(table.schema().to_arrow()).names)
+        have = set(self.lake.arrow_schema(METRICS_TABLE).names)
         missing = [f for f in schema if f.name not in have]
         if missing:
             log.info("adding %s to %s", [f.name for f in missing], METRICS_TABLE)
-            table.alter.add_columns([Field.from_arrow(f) for f in missing])
+            self.lake.add_columns(METRICS_TABLE, missing)
 
 
 def read_metrics_log(path: str | Path) -> list[dict[str, Any]]:

@@ -108,8 +108,7 @@ def read_log_folder(folder: str | Path, kind: str) -> Iterator[LogRecord]:
 
 def read_lake_table(lake, kind: str) -> Iterator[LogRecord]:
     """The validated records of the lake's `impressions` / `actions` table, as logged JSON."""
-    table = lake.delta_table(kind).to_pyarrow_table()
-    for row in table.to_pylist():
+    for row in lake.read_arrow(kind).to_pylist():
         extra = dict(row.pop("extra") or [])
         for column in ("source_file", "ingest_run_id", "dt"):
             row.pop(column, None)

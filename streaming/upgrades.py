@@ -1,8 +1,8 @@
 """In-place label upgrades of written examples: a secondary action (like, conversion) that
 arrives after its impression's positive row was written sets that row's `label_<action>` to 1.
 
-A Delta MERGE on (dt, impression_id) through delta-rs; setting a 0/1 label to 1 is idempotent,
-so a micro-batch replayed after a crash may run it again harmlessly.
+A Delta MERGE on (dt, impression_id) through the lake's engine (`Lake.merge_update`); setting a
+0/1 label to 1 is idempotent, so a micro-batch replayed after a crash may run it again harmlessly.
 """
 
 from __future__ import annotations
@@ -45,15 +45,4 @@ def upgrade_labels(
         label_column(a): f"CASE WHEN s.{label_column(a)} = 1 THEN 1 ELSE t.{label_column(a)} END"
         for a in actions
     }
-    metrics = (
-        lake.delta_table(table)
-        .merge(
-            source,
-            predicate="t.dt = s.dt AND t.impression_id = s.impression_id",
-            source_alias="s",
-            target_alias="t",
-        )
-        .when_matched_update(updates)
-        .execute()
-    )
-    return int(metrics.get("num_target_rows_updated", 0))
+    return lake.merge_update(table, source, keys=["dt", "impression_id"], updates=updates)

@@ -85,7 +85,7 @@ def test_ingest_reconciles_and_reingest_is_a_no_op(spark, config, lake, log_file
 
     impressions = lake.read("impressions")
     assert impressions.count() == len(GOOD) + 1
-    assert lake.delta_table("impressions").metadata().partition_columns == ["dt"]
+    assert lake.partition_columns("impressions") == ["dt"]
     assert {r.dt.isoformat() for r in impressions.select("dt").distinct().collect()} == {
         "2026-01-01",
         "2026-01-02",

@@ -47,7 +47,7 @@ def test_round_trip_keeps_rows_types_and_partitions(spark, lake):
 
 def test_file_statistics_are_in_the_log(spark, lake):
     lake.write("events", events(spark, 300, partitions=1), partition_by=["dt"])
-    actions = pa.table(lake.delta_table("events").get_add_actions(flatten=True)).to_pylist()
+    actions = pa.table(DeltaTable(lake.uri("events")).get_add_actions(flatten=True)).to_pylist()
     assert sum(a["num_records"] for a in actions) == 300
     first_day = next(a for a in actions if a["partition.dt"] == dt.date(2026, 1, 1))
     assert first_day["min.position"] == 0 and first_day["max.position"] == 6
@@ -87,12 +87,12 @@ def test_arrow_appends_read_like_spark_writes_and_are_idempotent(spark, lake):
     back = lake.read("events")
     assert back.schema.simpleString() == df.schema.simpleString()
     assert sorted(back.collect()) == sorted(df.collect())
-    stats = pa.table(lake.delta_table("events").get_add_actions(flatten=True)).to_pylist()
+    stats = pa.table(DeltaTable(lake.uri("events")).get_add_actions(flatten=True)).to_pylist()
     assert sum(a["num_records"] for a in stats) == 400
     with pytest.raises(SchemaMismatchError, match=r"missing columns \['features'\]"):
         lake.append_arrow("events", arrow.drop_columns(["features"]))
     created = lake.append_arrow("fresh", arrow, partition_by=["dt"])
-    assert created.version == 0 and lake.delta_table("fresh").metadata().partition_columns == ["dt"]
+    assert created.version == 0 and lake.partition_columns("fresh") == ["dt"]
 
 
 def test_partition_overwrite_replaces_exactly_those_partitions(spark, lake):
@@ -124,7 +124,7 @@ def test_full_overwrite_and_time_travel(spark, lake):
     assert lake.read("events").count() == 10
     assert lake.read("events", version=0).count() == 300
     # Files of version 0 are still on disk; reads go through the log, not the folder.
-    assert len(parquet_files(lake, "events")) > len(lake.delta_table("events").file_uris())
+    assert len(parquet_files(lake, "events")) > len(DeltaTable(lake.uri("events")).file_uris())
 
 
 def test_schema_mismatch_is_refused_with_the_column_named(spark, lake):
@@ -156,10 +156,10 @@ def test_spark_job_failing_midway_leaves_no_partial_version(spark, lake):
     assert lake.version("events") == 0
     assert lake.read("events").count() == 100
     orphans = parquet_files(lake, "events") - {
-        str(Path(u)) for u in lake.delta_table("events").file_uris()
+        str(Path(u)) for u in DeltaTable(lake.uri("events")).file_uris()
     }
     assert orphans, "the failed job's completed tasks should have left unreferenced files"
-    removed = lake.delta_table("events").vacuum(
+    removed = DeltaTable(lake.uri("events")).vacuum(
         retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True
     )
     assert len(removed) == len(orphans)
@@ -194,3 +194,83 @@ def test_register_views_exposes_every_table_to_sql(spark, lake):
     lake.write("odd", spark.createDataFrame([("x", 1)], "region string, n int"))
     assert lake.register_views() == ["events", "odd"]
     assert spark.sql("SELECT count(*) AS n FROM events").first().n == 30
+
+
+def test_delete_rewrites_only_the_files_holding_matching_rows(spark, lake):
+    df = events(spark, 600, partitions=1)
+    serial = F.substring("impression_id", 5, 5).cast("int")
+    for part in range(3):  # one file per day and append: 2 days x 3 appends
+        lake.write("events", df.where(serial % 3 == part), partition_by=["dt"])
+    files_before = set(DeltaTable(lake.uri("events")).file_uris())
+    assert len(files_before) == 6
+    # Rows of the second append on the second day: one file holds them all.
+    condition = (
+        "CAST(substring(impression_id, 5, 5) AS INT) % 3 = 1"
+        " AND dt = DATE'2026-01-02' AND position <> 0"
+    )
+    expected = df.where(condition).count()
+    assert expected > 0
+
+    result = lake.delete("events", condition, metadata={"freshlake.operation": "test-delete"})
+
+    assert (result.rows_removed, result.files_rewritten, result.version) == (expected, 1, 3)
+    assert lake.read("events").where(condition).count() == 0
+    assert sorted(lake.read("events").collect()) == sorted(df.where(f"NOT ({condition})").collect())
+    files_after = set(DeltaTable(lake.uri("events")).file_uris())
+    assert len(files_before - files_after) == 1 and len(files_after - files_before) == 1
+    commit = lake.last_commit("events")
+    assert commit.version == 3 and commit.metadata["freshlake.operation"] == "test-delete"
+    nothing = lake.delete("events", "impression_id = 'no-such-row'")
+    assert (nothing.rows_removed, nothing.files_rewritten, nothing.version) == (0, 0, 3)
+
+
+def test_merge_update_sets_matched_rows_and_inserts_nothing(spark, lake):
+    lake.write("events", events(spark, 300), partition_by=["dt"])
+    source = pa.table(
+        {
+            "impression_id": ["imp-00001", "imp-00002", "imp-99999"],  # the last one matches none
+            "dt": pa.array([dt.date(2026, 1, 1)] * 3, pa.date32()),
+            "position": pa.array([100, 0, 100], pa.int32()),
+        }
+    )
+    updated = lake.merge_update(
+        "events",
+        source,
+        keys=["dt", "impression_id"],
+        updates={
+            "position": "CASE WHEN s.position > t.position THEN s.position ELSE t.position END"
+        },
+    )
+    assert updated == 2
+    after = {r.impression_id: r.position for r in lake.read("events").collect()}
+    before = {r.impression_id: r.position for r in events(spark, 300).collect()}
+    assert after["imp-00001"] == 100 and after["imp-00002"] == before["imp-00002"] == 2
+    assert {k: v for k, v in after.items() if k != "imp-00001"} == {
+        k: v for k, v in before.items() if k != "imp-00001"
+    }
+    assert lake.last_commit("events").operation == "MERGE"
+
+
+def test_add_columns_reads_old_rows_as_null_and_refuses_required_columns(spark, lake):
+    lake.write("events", events(spark, 50), partition_by=["dt"])
+    lake.add_columns("events", [pa.field("score", pa.float64()), pa.field("tag", pa.string())])
+    assert lake.arrow_schema("events").names[-2:] == ["score", "tag"]
+    back = lake.read("events")
+    assert back.count() == 50 and back.where("score IS NOT NULL OR tag IS NOT NULL").count() == 0
+    with pytest.raises(ValueError, match=r"must be nullable: \['id2'\]"):
+        lake.add_columns("events", [pa.field("id2", pa.int64(), nullable=False)])
+
+
+def test_read_arrow_and_last_commit(spark, lake):
+    df = events(spark, 120)
+    lake.write("events", df, partition_by=["dt"])
+    lake.write("events", df.limit(10), metadata={"freshlake.run": "r-2"})
+    assert lake.read_arrow("events").num_rows == 130
+    first = lake.read_arrow("events", version=0)
+    assert sorted(first.column("impression_id").to_pylist()) == [f"imp-{i:05d}" for i in range(120)]
+    commit = lake.last_commit("events")
+    assert (commit.version, commit.operation) == (1, "WRITE")
+    assert commit.metadata == {"freshlake.run": "r-2"}
+    age = dt.datetime.now(dt.UTC) - commit.committed_at
+    assert dt.timedelta(0) <= age < dt.timedelta(minutes=5)
+    assert lake.partition_columns("events") == ["dt"]

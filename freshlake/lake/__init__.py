@@ -7,6 +7,22 @@ JVM classpath). Reads always go through the Delta log.
 """
 
 from freshlake.lake.catalog import Lake, open_lake
-from freshlake.lake.engine import LakeEngine, SchemaMismatchError, WriteResult
+from freshlake.lake.engine import (
+    CommitInfo,
+    CompactionResult,
+    DeleteResult,
+    LakeEngine,
+    SchemaMismatchError,
+    WriteResult,
+)
 
-__all__ = ["Lake", "LakeEngine", "SchemaMismatchError", "WriteResult", "open_lake"]
+__all__ = [
+    "CommitInfo",
+    "CompactionResult",
+    "DeleteResult",
+    "Lake",
+    "LakeEngine",
+    "SchemaMismatchError",
+    "WriteResult",
+    "open_lake",
+]

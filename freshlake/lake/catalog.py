@@ -7,13 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from freshlake.config import Config, LakeConfig
 from freshlake.lake.delta_rs import DeltaRsEngine
 from freshlake.lake.delta_spark import DeltaSparkEngine, delta_spark_available
-from freshlake.lake.engine import LakeEngine, WriteMode, WriteResult
+from freshlake.lake.engine import (
+    CommitInfo,
+    CompactionResult,
+    DeleteResult,
+    LakeEngine,
+    WriteMode,
+    WriteResult,
+)
 
 
 def choose_engine(config: LakeConfig, spark: SparkSession) -> LakeEngine:
@@ -95,8 +101,56 @@ class Lake:
     def transaction_version(self, table: str, app_id: str) -> int | None:
         return self.engine.transaction_version(self.uri(table), app_id)
 
-    def delta_table(self, table: str, version: int | None = None) -> DeltaTable:
-        return self.engine.delta_table(self.uri(table), version)
+    def read_arrow(self, table: str, version: int | None = None) -> pa.Table:
+        """A small table's rows on the driver, at `version` or the latest."""
+        return self.engine.read_arrow(self.uri(table), version)
+
+    def arrow_schema(self, table: str) -> pa.Schema:
+        return self.engine.arrow_schema(self.uri(table))
+
+    def partition_columns(self, table: str) -> list[str]:
+        return self.engine.partition_columns(self.uri(table))
+
+    def last_commit(self, table: str) -> CommitInfo:
+        """The table's latest commit: version, time, operation, the writer's metadata."""
+        return self.engine.last_commit(self.uri(table))
+
+    def delete(
+        self, table: str, condition: str, *, metadata: Mapping[str, Any] | None = None
+    ) -> DeleteResult:
+        """Remove the rows matching a Spark SQL condition, in one commit."""
+        return self.engine.delete(self.uri(table), condition, metadata=metadata)
+
+    def merge_update(
+        self, table: str, rows: pa.Table, *, keys: Sequence[str], updates: Mapping[str, str]
+    ) -> int:
+        """Update the rows matching `rows` on `keys`; `updates` maps columns to SQL over `t.`
+        (the table's row) and `s.` (the source row). Returns the rows updated."""
+        return self.engine.merge_update(self.uri(table), rows, keys, updates)
+
+    def compact(
+        self,
+        table: str,
+        *,
+        target_file_bytes: int,
+        min_files: int,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> CompactionResult:
+        """Merge small files per partition without a data change (safe beside appends)."""
+        return self.engine.compact(
+            self.uri(table),
+            target_file_bytes=target_file_bytes,
+            min_files=min_files,
+            metadata=metadata,
+        )
+
+    def vacuum(self, table: str, retention_hours: float) -> list[str] | None:
+        """Delete files removed more than `retention_hours` ago; their paths where known."""
+        return self.engine.vacuum(self.uri(table), retention_hours)
+
+    def add_columns(self, table: str, fields: Sequence[pa.Field]) -> None:
+        """Add nullable columns to the table."""
+        self.engine.add_columns(self.uri(table), fields)
 
     def table_names(self) -> list[str]:
         """Physical names of the Delta tables under the root (folders with a `_delta_log`)."""

@@ -9,17 +9,31 @@ but does not enforce them (docs/design.md section 7.3).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Schema, Transaction
+from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from freshlake.lake.engine import FileEntry, LakeEngine, WriteMode, WriteResult, check_schema
+from freshlake.lake.delta_rs_ops import compact_small_files, delete_where
+from freshlake.lake.engine import (
+    MERGE_SOURCE,
+    MERGE_TARGET,
+    CompactionResult,
+    DeleteResult,
+    FileEntry,
+    LakeEngine,
+    WriteMode,
+    WriteResult,
+    check_schema,
+    merge_predicate,
+    nullable_fields,
+)
 from freshlake.lake.task_writer import (
     FILE_METADATA_SCHEMA,
     make_task_writer,
@@ -221,6 +235,58 @@ class DeltaRsEngine(LakeEngine):
 
     def _open(self, uri: str) -> DeltaTable | None:
         return self.delta_table(uri) if self.exists(uri) else None
+
+    # -- reads to the driver, row-level changes, maintenance -----------------------------------
+
+    def read_arrow(self, uri: str, version: int | None = None) -> pa.Table:
+        return self.delta_table(uri, version=version).to_pyarrow_table()
+
+    def delete(
+        self, uri: str, condition: str, *, metadata: Mapping[str, Any] | None = None
+    ) -> DeleteResult:
+        """Rewrites only the files that hold matching rows (`delta_rs_ops.delete_where`)."""
+        return delete_where(self, uri, condition, metadata)
+
+    def merge_update(
+        self, uri: str, rows: pa.Table, keys: Sequence[str], updates: Mapping[str, str]
+    ) -> int:
+        """A delta-rs MERGE on the driver (no Spark job)."""
+        metrics = (
+            self.delta_table(uri)
+            .merge(
+                rows,
+                predicate=merge_predicate(keys),
+                source_alias=MERGE_SOURCE,
+                target_alias=MERGE_TARGET,
+            )
+            .when_matched_update(dict(updates))
+            .execute()
+        )
+        return int(metrics.get("num_target_rows_updated", 0))
+
+    def compact(
+        self,
+        uri: str,
+        *,
+        target_file_bytes: int,
+        min_files: int,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> CompactionResult:
+        """Spark rewrites the small files (`delta_rs_ops.compact_small_files`)."""
+        return compact_small_files(self, uri, target_file_bytes, min_files, metadata)
+
+    def vacuum(self, uri: str, retention_hours: float) -> list[str]:
+        """Retention rounded up to whole hours (delta-rs takes an integer)."""
+        return self.delta_table(uri).vacuum(
+            retention_hours=math.ceil(retention_hours),
+            dry_run=False,
+            enforce_retention_duration=False,
+        )
+
+    def add_columns(self, uri: str, fields: Sequence[pa.Field]) -> None:
+        columns = [Field.from_arrow(f) for f in nullable_fields(fields)]
+        if columns:
+            self.delta_table(uri).alter.add_columns(columns)
 
 
 def _already_committed(

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+import pyarrow as pa
+from pyspark.sql import DataFrame, Row, SparkSession
 
-from freshlake.lake.engine import LakeEngine, WriteMode, WriteResult
+from freshlake.lake.delta_sql import (
+    OPTIMIZE_MIN_FILE_SIZE,
+    RETENTION_CHECK,
+    USER_METADATA,
+    add_columns_sql,
+    delete_sql,
+    merge_update_sql,
+    optimize_sql,
+    vacuum_sql,
+)
+from freshlake.lake.engine import (
+    CompactionResult,
+    DeleteResult,
+    LakeEngine,
+    WriteMode,
+    WriteResult,
+    nullable_fields,
+)
 from freshlake.spark import jvm_class_available
 
 DELTA_CLASS = "io.delta.tables.DeltaTable"
@@ -55,8 +76,6 @@ class DeltaSparkEngine(LakeEngine):
         if app_id is not None:
             writer = writer.option("txnAppId", app_id).option("txnVersion", str(app_version))
         if metadata:
-            import json
-
             writer = writer.option("userMetadata", json.dumps(dict(metadata), default=str))
         writer.save(uri)
         return WriteResult(uri, self.version(uri))
@@ -66,3 +85,99 @@ class DeltaSparkEngine(LakeEngine):
         if version is not None:
             reader = reader.option("versionAsOf", version)
         return reader.load(uri)
+
+    def read_arrow(self, uri: str, version: int | None = None) -> pa.Table:
+        return self.read(uri, version).toArrow()
+
+    def delete(
+        self, uri: str, condition: str, *, metadata: Mapping[str, Any] | None = None
+    ) -> DeleteResult:
+        """DELETE FROM; Delta reports the rows removed, not the files it rewrote."""
+        with session_conf(self.spark, _user_metadata(metadata)):
+            row = self.spark.sql(delete_sql(uri, condition)).first()
+        rows = statement_metric(row, "num_affected_rows")
+        return DeleteResult(uri, self.version(uri), rows_removed=rows, files_rewritten=None)
+
+    def merge_update(
+        self, uri: str, rows: pa.Table, keys: Sequence[str], updates: Mapping[str, str]
+    ) -> int:
+        """MERGE INTO from the rows as a temporary view."""
+        view = f"freshlake_merge_{uuid.uuid4().hex}"
+        self.spark.createDataFrame(rows).createOrReplaceTempView(view)
+        try:
+            row = self.spark.sql(merge_update_sql(uri, view, keys, updates)).first()
+        finally:
+            self.spark.catalog.dropTempView(view)
+        return statement_metric(row, "num_updated_rows") or 0
+
+    def compact(
+        self,
+        uri: str,
+        *,
+        target_file_bytes: int,
+        min_files: int,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> CompactionResult:
+        """OPTIMIZE the files under `target_file_bytes`; Delta bins every partition with two or
+        more of them (`min_files` does not apply) and commits with `dataChange=false`."""
+        settings = {OPTIMIZE_MIN_FILE_SIZE: str(target_file_bytes), **_user_metadata(metadata)}
+        with session_conf(self.spark, settings):
+            row = self.spark.sql(optimize_sql(uri)).first()
+        return optimize_result(uri, row, self.version(uri))
+
+    def vacuum(self, uri: str, retention_hours: float) -> None:
+        """VACUUM ... RETAIN n HOURS with Delta's minimum-retention check off for the statement;
+        Delta does not return the deleted paths."""
+        with session_conf(self.spark, {RETENTION_CHECK: "false"}):
+            self.spark.sql(vacuum_sql(uri, retention_hours))
+
+    def add_columns(self, uri: str, fields: Sequence[pa.Field]) -> None:
+        if columns := nullable_fields(fields):
+            self.spark.sql(add_columns_sql(uri, columns))
+
+
+@contextmanager
+def session_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
+    """Set Spark session settings for the statements inside, then restore the previous values."""
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def _user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
+    """The session setting that puts `metadata` (as JSON) in the next commit's `userMetadata`."""
+    return {USER_METADATA: json.dumps(dict(metadata), default=str)} if metadata else {}
+
+
+def statement_metric(row: Row | None, name: str) -> int | None:
+    """A count from the one-row result of a Delta DML statement; None when absent or negative."""
+    if row is None or name not in row.asDict():
+        return None
+    value = row[name]
+    return int(value) if value is not None and value >= 0 else None
+
+
+def optimize_result(uri: str, row: Row | None, version: int | None) -> CompactionResult:
+    """A `CompactionResult` from OPTIMIZE's result row (`path`, `metrics` struct)."""
+    metrics = row["metrics"].asDict() if row is not None and row["metrics"] is not None else {}
+
+    def count(name: str) -> int | None:
+        value = metrics.get(name)
+        return int(value) if value is not None else None
+
+    return CompactionResult(
+        uri,
+        partitions=count("partitionsOptimized"),
+        files_before=count("numFilesRemoved"),
+        files_after=count("numFilesAdded"),
+        rows=None,
+        version=version,
+    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -13,6 +16,10 @@ from deltalake.exceptions import TableNotFoundError
 from pyspark.sql import DataFrame, SparkSession
 
 WriteMode = Literal["append", "overwrite"]
+
+# Aliases of the two sides of `merge_update`: its update expressions name columns `t.x`, `s.x`.
+MERGE_TARGET = "t"
+MERGE_SOURCE = "s"
 
 
 class SchemaMismatchError(ValueError):
@@ -40,6 +47,39 @@ class FileEntry:
     size: int
     partition_values: dict[str, str | None]
     num_records: int | None = None
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """Outcome of deleting rows: the version created, rows removed and files rewritten."""
+
+    table: str
+    version: int | None
+    rows_removed: int | None  # None where the engine does not say
+    files_rewritten: int | None = None  # None where the engine does not say
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    """What compaction did to a table (None where the engine does not say)."""
+
+    table: str
+    partitions: int | None
+    files_before: int | None
+    files_after: int | None
+    rows: int | None
+    version: int | None
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """One commit of a table, from its Delta log."""
+
+    version: int
+    committed_at: datetime  # UTC
+    operation: str | None
+    # What the writer attached: delta-rs custom metadata, or delta-spark's `userMetadata` JSON.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class LakeEngine(ABC):
@@ -97,6 +137,50 @@ class LakeEngine(ABC):
     def read(self, uri: str, version: int | None = None) -> DataFrame:
         """The table as a Spark DataFrame, at `version` or the latest, via the Delta log."""
 
+    @abstractmethod
+    def read_arrow(self, uri: str, version: int | None = None) -> pa.Table:
+        """The table as driver-side Arrow rows, at `version` or the latest (small tables only)."""
+
+    # -- row-level changes and maintenance ------------------------------------------------------
+
+    @abstractmethod
+    def delete(
+        self, uri: str, condition: str, *, metadata: Mapping[str, Any] | None = None
+    ) -> DeleteResult:
+        """Remove the rows matching the Spark SQL `condition` (NULL counts as no) in one commit."""
+
+    @abstractmethod
+    def merge_update(
+        self, uri: str, rows: pa.Table, keys: Sequence[str], updates: Mapping[str, str]
+    ) -> int:
+        """Update the table's rows equal to one of `rows` on every key column, in one commit.
+
+        `updates` maps a column to an SQL expression over the table's row (`t.column`) and the
+        matching source row (`s.column`). Source rows that match nothing are not inserted.
+        Returns the number of table rows updated.
+        """
+
+    @abstractmethod
+    def compact(
+        self,
+        uri: str,
+        *,
+        target_file_bytes: int,
+        min_files: int,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> CompactionResult:
+        """Merge each partition's files smaller than `target_file_bytes` (when it has at least
+        `min_files` of them) in a `dataChange=false` commit that concurrent appends survive."""
+
+    @abstractmethod
+    def vacuum(self, uri: str, retention_hours: float) -> list[str] | None:
+        """Delete the files removed from the log more than `retention_hours` ago (any retention,
+        0 included); the paths deleted, or None where the engine does not say."""
+
+    @abstractmethod
+    def add_columns(self, uri: str, fields: Sequence[pa.Field]) -> None:
+        """Add nullable columns to the table's schema; existing rows read them as NULL."""
+
     # -- log metadata, shared by both engines ---------------------------------------------------
 
     def delta_table(self, uri: str, version: int | None = None) -> DeltaTable:
@@ -126,6 +210,69 @@ class LakeEngine(ABC):
 
     def arrow_schema(self, uri: str) -> pa.Schema:
         return pa.schema(self.delta_table(uri).schema().to_arrow())
+
+    def partition_columns(self, uri: str) -> list[str]:
+        return list(self.delta_table(uri).metadata().partition_columns)
+
+    def last_commit(self, uri: str) -> CommitInfo:
+        """The table's latest commit."""
+        return commit_info(self.delta_table(uri).history(1)[0])
+
+
+# Fields of a Delta `commitInfo` that engines write; anything else is the writer's own metadata.
+_COMMIT_INFO_FIELDS = frozenset(
+    {
+        "timestamp", "version", "operation", "operationParameters", "operationMetrics",
+        "readVersion", "isolationLevel", "isBlindAppend", "engineInfo", "clientVersion",
+        "txnId", "inCommitTimestamp", "userId", "userName", "job", "notebook", "clusterId",
+        "tags", "userMetadata",
+    }
+)  # fmt: skip
+
+
+def commit_info(entry: Mapping[str, Any]) -> CommitInfo:
+    """A `CommitInfo` from one entry of the Delta log's history (as delta-rs returns it)."""
+    metadata = {k: v for k, v in entry.items() if k not in _COMMIT_INFO_FIELDS}
+    user_metadata = entry.get("userMetadata")
+    if user_metadata:
+        try:
+            parsed = json.loads(user_metadata)
+        except (TypeError, ValueError):
+            parsed = None
+        metadata.update(parsed if isinstance(parsed, dict) else {"userMetadata": user_metadata})
+    return CommitInfo(
+        version=int(entry["version"]),
+        committed_at=datetime.fromtimestamp(entry["timestamp"] / 1000, tz=UTC),
+        operation=entry.get("operation"),
+        metadata=metadata,
+    )
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def column_ref(name: str) -> str:
+    """A column name quoted for Spark SQL and delta-rs (DataFusion) alike: plain names only."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"column name {name!r} is not a plain identifier")
+    return f"`{name}`"
+
+
+def merge_predicate(keys: Sequence[str]) -> str:
+    """The `merge_update` join condition: equal on every key column."""
+    if not keys:
+        raise ValueError("merge_update needs at least one key column")
+    return " AND ".join(
+        f"{MERGE_TARGET}.{column_ref(k)} = {MERGE_SOURCE}.{column_ref(k)}" for k in keys
+    )
+
+
+def nullable_fields(fields: Sequence[pa.Field]) -> list[pa.Field]:
+    """`fields` for `add_columns`, refused when one is NOT NULL (existing rows have no value)."""
+    required = [f.name for f in fields if not f.nullable]
+    if required:
+        raise ValueError(f"columns added to an existing table must be nullable: {required}")
+    return list(fields)
 
 
 def check_schema(table: str, existing: pa.Schema, incoming: pa.Schema) -> None:

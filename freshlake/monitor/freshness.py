@@ -18,8 +18,7 @@ MODEL_CARD = "model_card.json"  # written by `freshlake train` (training/artifac
 
 def last_commit_time(lake: Lake, table: str) -> datetime:
     """When the table's latest Delta version was committed (UTC)."""
-    commit = lake.delta_table(table).history(1)[0]
-    return datetime.fromtimestamp(commit["timestamp"] / 1000, tz=UTC)
+    return lake.last_commit(table).committed_at
 
 
 def fresh_examples_age(lake: Lake, cfg: MonitorConfig, now: datetime) -> CheckResult:

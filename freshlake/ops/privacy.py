@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
     LongType,
@@ -30,7 +28,6 @@ from pyspark.sql.types import (
 
 from freshlake.config import PrivacyConfig
 from freshlake.lake import Lake
-from freshlake.lake.delta_rs import DeltaRsEngine
 from freshlake.ops.sql_literals import sql_in, sql_string
 
 log = logging.getLogger(__name__)
@@ -95,36 +92,6 @@ def impressions_of(lake: Lake, tables: list[str], user_ids: list[str]) -> list[s
     return sorted(r.impression_id for r in found.distinct().collect() if r.impression_id)
 
 
-def _forget_in_table(
-    lake: Lake, table: str, condition: str, request_id: str
-) -> tuple[int, int | None]:
-    """Rewrite the files of `table` holding matching rows; return (rows removed, files rewritten)."""
-    uri = lake.uri(table)
-    engine = lake.engine
-    if not isinstance(engine, DeltaRsEngine):
-        before = lake.read(table).where(condition).count()
-        lake.spark.sql(f"DELETE FROM delta.`{uri}` WHERE {condition}")
-        return before, None
-    tagged = lake.read(table).withColumn(
-        "_file", F.element_at(F.split(F.input_file_name(), "/"), -1)
-    )
-    matches = F.coalesce(F.expr(condition), F.lit(False))
-    per_file = {
-        r["_file"]: r["count"] for r in tagged.where(matches).groupBy("_file").count().collect()
-    }
-    if not per_file:
-        return 0, 0
-    paths = [e.path for e in engine.files(uri) if e.path.rsplit("/", 1)[-1] in per_file]
-    keep = tagged.where(F.col("_file").isin(list(per_file)) & ~matches).drop("_file")
-    engine.rewrite(
-        uri,
-        paths,
-        keep,
-        metadata={"freshlake.operation": "forget-user", "freshlake.request_id": request_id},
-    )
-    return sum(per_file.values()), len(paths)
-
-
 def forget_users(
     lake: Lake, user_ids: list[str], config: PrivacyConfig, request_id: str
 ) -> ForgetReport:
@@ -140,25 +107,26 @@ def forget_users(
         condition = match_condition(lake.read(table).columns, users, impression_ids)
         if condition is None:
             continue
-        rows, files = _forget_in_table(lake, table, condition, request_id)
-        report.rows_removed[table] = rows
-        if files is not None:  # delta-spark's DELETE does not say how many files it rewrote
-            report.files_rewritten[table] = files
-        log.info(
-            "forget %s: %d rows removed from %s (%d files rewritten)",
-            request_id,
-            rows,
+        deleted = lake.delete(
             table,
-            files,
+            condition,
+            metadata={"freshlake.operation": "forget-user", "freshlake.request_id": request_id},
         )
-    for table, rows in report.rows_removed.items():
-        if rows:
-            removed = lake.delta_table(table).vacuum(
-                retention_hours=math.ceil(config.vacuum_retention_hours),
-                dry_run=False,
-                enforce_retention_duration=False,
-            )
-            report.files_vacuumed[table] = len(removed)
+        if deleted.rows_removed is not None:  # an engine may not say (then: vacuum anyway)
+            report.rows_removed[table] = deleted.rows_removed
+        if deleted.files_rewritten is not None:
+            report.files_rewritten[table] = deleted.files_rewritten
+        log.info(
+            "forget %s: %s rows removed from %s (%s files rewritten)",
+            request_id,
+            deleted.rows_removed,
+            table,
+            deleted.files_rewritten,
+        )
+        if deleted.rows_removed != 0:
+            removed = lake.vacuum(table, config.vacuum_retention_hours)
+            if removed is not None:  # the delta-spark engine does not list what it deleted
+                report.files_vacuumed[table] = len(removed)
     report.files_deleted_by = datetime.now(UTC) + timedelta(hours=config.vacuum_retention_hours)
     _record(lake, users, report)
     return report
