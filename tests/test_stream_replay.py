@@ -73,3 +73,37 @@ def test_load_logs_reads_a_generated_folder_and_limits_by_impressions(tmp_path):
 def test_to_json_writes_utc_iso_timestamps():
     text = to_json({"t": datetime(2026, 1, 1, 12, tzinfo=UTC), "n": 1}).decode()
     assert json.loads(text) == {"t": "2026-01-01T12:00:00.000000Z", "n": 1}
+
+
+def test_load_logs_reads_the_lake_tables_as_logged_records(spark, lake):
+    from freshlake.features.schemas import ACTION_SCHEMA, IMPRESSION_SCHEMA
+
+    served = datetime(2026, 1, 1, 8, tzinfo=UTC)
+    impression = {
+        "impression_id": "imp-1", "user_id": "u-1", "item_id": "item-1", "served_at": served,
+        "position": 2, "features": {"device": "ios"}, "extra": {"ab_bucket": "b"},
+        "source_file": "part-0.jsonl", "ingest_run_id": "run-1", "dt": served.date(),
+    }  # fmt: skip
+    action = {
+        "impression_id": "imp-1", "action": "click", "action_at": served.replace(second=30),
+        "extra": None, "source_file": "part-0.jsonl", "ingest_run_id": "run-1",
+        "dt": served.date(),
+    }  # fmt: skip
+    lake.write("impressions", spark.createDataFrame([impression], IMPRESSION_SCHEMA))
+    lake.write("actions", spark.createDataFrame([action], ACTION_SCHEMA))
+
+    impressions, actions = load_logs(None, lake)
+
+    assert [r.record for r in impressions] == [
+        {
+            "impression_id": "imp-1",
+            "user_id": "u-1",
+            "item_id": "item-1",
+            "served_at": "2026-01-01T08:00:00.000000Z",
+            "position": 2,
+            "features": {"device": "ios"},
+            "ab_bucket": "b",
+        }
+    ]
+    assert actions[0].record["action"] == "click"
+    assert actions[0].event_ms == event_millis(served) + 30_000
