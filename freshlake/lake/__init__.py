@@ -4,6 +4,12 @@
 the driver commits every file in one Delta transaction) or `delta-spark` (Spark's own
 `format("delta")`), chosen by `lake.engine` (`auto` picks delta-spark when its classes are on the
 JVM classpath). Reads always go through the Delta log.
+
+Everything else the project does to a table goes through `Lake` too, on the same engine: deleting
+rows by condition, updating rows from driver-side Arrow rows (MERGE), compacting small files,
+vacuum, adding nullable columns, and reading a small table or its latest commit. On delta-rs,
+deletes and compaction rewrite only the files concerned and MERGE runs on the driver; delta-spark
+runs Spark SQL on the table's path (`freshlake/lake/delta_sql.py`).
 """
 
 from freshlake.lake.catalog import Lake, open_lake

@@ -1,4 +1,4 @@
-"""Spark SQL statements on Delta tables addressed by path (`delta.\\`uri\\``), for delta-spark.
+"""Spark SQL statements on Delta tables addressed by path (delta.`uri`), for delta-spark.
 
 Pure functions from arguments to statement text, so what the delta-spark engine runs is
 checked without the Delta jars. Column names must be plain identifiers (`column_ref`).
