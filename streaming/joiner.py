@@ -14,14 +14,14 @@ passes the end of its attribution window without one. Three parts:
   `fresh_actions` in idempotent Delta transactions, so a batch replayed after a crash writes
   nothing twice.
 
-This module wires them into one streaming query (`start_joiner`).
+This module wires them into one streaming query (`joiner_stream`, `start_joiner`).
 """
 
 from __future__ import annotations
 
 import logging
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from freshlake.config import Config
@@ -41,16 +41,8 @@ from freshlake.streaming.queries import prepare_session, start_query
 log = logging.getLogger(__name__)
 
 
-def start_joiner(
-    spark: SparkSession,
-    config: Config,
-    lake: Lake,
-    recorder: MetricsRecorder | None = None,
-    available_now: bool = False,
-    name: str = JOINER_QUERY,
-) -> StreamingQuery:
-    """Start the online joiner query (resumes from its checkpoint)."""
-    prepare_session(spark, config)
+def joiner_stream(spark: SparkSession, config: Config, lake: Lake) -> DataFrame:
+    """The joiner's streaming plan with its static inputs (item counts, imputation values)."""
     boosted = config.sampling.rare_item.boost != 1.0
     item_counts = latest_item_counts(lake) if boosted else None
     if item_counts is None and boosted:
@@ -66,12 +58,25 @@ def start_joiner(
             f"numeric features {missing} have no imputation value for the stream: set "
             "quality.imputation or a spec default, or run build-training-set first"
         )
-    stream = joined_stream(
+    return joined_stream(
         impression_stream(spark, config),
         action_stream(spark, config),
         config,
         item_counts,
         fill_values,
     )
+
+
+def start_joiner(
+    spark: SparkSession,
+    config: Config,
+    lake: Lake,
+    recorder: MetricsRecorder | None = None,
+    available_now: bool = False,
+    name: str = JOINER_QUERY,
+) -> StreamingQuery:
+    """Start the online joiner query (resumes from its checkpoint)."""
+    prepare_session(spark, config)
     sink = JoinerSink(config, lake, recorder, name)
+    stream = joiner_stream(spark, config, lake)
     return start_query(stream, name, config, sink, available_now=available_now)
