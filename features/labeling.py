@@ -12,6 +12,9 @@ streaming joiner:
   after a left outer join), one `attributed_<action>_at` column per configured action.
 - `first_action_times(actions, impressions, labels)`: the batch path's per-impression minimum of
   those columns (one row per impression that has any attributed action).
+- `action_times(actions, labels)` and `first_attributed_times(df, labels)`: the same minimum
+  without a join back: every impression_id's action times as arrays, joined to impression rows,
+  each row picking the first time inside its own attribution window (the one-pass builder).
 - `label_columns(df, labels)`: `label_<action>` (int 0/1), `label` and `first_action_at` from the
   `attributed_<action>_at` columns, which it drops.
 - `is_mature(served_at, actions_until, labels)`: the attribution window has closed.
@@ -98,6 +101,41 @@ def first_action_times(
     for action in labeled_actions(labels):
         attributed = attributed | F.col(attributed_column(action)).isNotNull()
     return timed.where(attributed).groupBy("impression_id").agg(*firsts)
+
+
+def times_column(action: str) -> str:
+    """Name of the helper column holding every distinct time of `action` for an impression."""
+    return f"{action}_times"
+
+
+def action_times(actions: DataFrame, labels: LabelConfig) -> DataFrame:
+    """Per impression_id, the distinct times of each configured action (batch path).
+
+    `actions` needs impression_id, action, action_at. Returns impression_id plus one
+    `<action>_times` array per configured action (empty when the impression has none of it);
+    a repeated action (same impression, type and time) appears once.
+    """
+    times = [
+        F.collect_set(F.when(F.col("action") == a, F.col("action_at"))).alias(times_column(a))
+        for a in labeled_actions(labels)
+    ]
+    return actions.groupBy("impression_id").agg(*times)
+
+
+def first_attributed_times(df: DataFrame, labels: LabelConfig) -> DataFrame:
+    """Replace `<action>_times` arrays (from `action_times`, null when none) by
+    `attributed_<action>_at`: the earliest time inside the row's own attribution window.
+
+    Gives `label_columns` the same input as `first_action_times` for rows that are their
+    impression's only or earliest-served copy.
+    """
+    served = F.col("served_at")
+    for action in labeled_actions(labels):
+        inside = F.filter(
+            F.col(times_column(action)), lambda t: attribution_condition(served, t, labels)
+        )
+        df = df.withColumn(attributed_column(action), F.array_min(inside))
+    return df.drop(*(times_column(a) for a in labeled_actions(labels)))
 
 
 def label_columns(df: DataFrame, labels: LabelConfig) -> DataFrame:

@@ -91,17 +91,20 @@ def row_hash(df: DataFrame) -> Column:
     return F.xxhash64(*parts)
 
 
-def duplicate_rank(df: DataFrame, priority: Sequence[Column] = ()) -> Column:
+def duplicate_rank(
+    df: DataFrame, priority: Sequence[Column] = (), tie_breakers: Sequence[Column] | None = None
+) -> Column:
     """1 for the impression row that wins deduplication, 2.. for its duplicates.
 
     Per impression_id, ordered by `priority` (ascending, e.g. "is ineligible" to rank eligible
-    rows first), then the earliest served_at, the smallest item_id and user_id, then a hash of
-    the whole row, so the choice never depends on partitioning or input order.
+    rows first), then the earliest served_at, the smallest item_id and user_id, then
+    `tie_breakers` (default: a hash of the whole row), so the choice never depends on
+    partitioning or input order.
     """
     order = [
         *priority,
         *(F.col(c).asc_nulls_last() for c in _DEDUP_ORDER),
-        row_hash(df),
+        *(tie_breakers if tie_breakers is not None else [row_hash(df)]),
     ]
     return F.row_number().over(Window.partitionBy("impression_id").orderBy(*order))
 
@@ -119,6 +122,33 @@ def dedup_actions(actions: DataFrame) -> DataFrame:
     return actions.select(*ACTION_KEY).dropDuplicates(list(ACTION_KEY))
 
 
+def median_imputed(spec: Sequence[FeatureSpec], quality: QualityConfig) -> list[FeatureSpec]:
+    """The numeric features filled with the data's median: configured as "median" in
+    `quality.imputation`, or with neither a configured value nor a spec default."""
+    return [
+        f
+        for f in spec
+        if f.kind == "numeric" and quality.imputation.get(f.name, f.default) in (None, "median")
+    ]
+
+
+def fill_values_with(
+    spec: Sequence[FeatureSpec], quality: QualityConfig, medians: Mapping[str, float | None]
+) -> dict[str, float]:
+    """Fill values of the numeric features: the configured number or spec default, else the
+    computed `medians[name]` of a `median_imputed` feature (0.0 when the data had no value)."""
+    imputed = [f.name for f in median_imputed(spec, quality)]
+    values = {
+        f.name: float(quality.imputation.get(f.name, f.default))
+        for f in spec
+        if f.kind == "numeric" and f.name not in imputed
+    }
+    for name in imputed:
+        median = medians.get(name)
+        values[name] = float(median) if median is not None else 0.0
+    return values
+
+
 def imputation_values(
     df: DataFrame, spec: Sequence[FeatureSpec], quality: QualityConfig
 ) -> dict[str, float]:
@@ -127,20 +157,12 @@ def imputation_values(
 
     A feature with no value at all in `df` falls back to 0.0 only if it has nothing else.
     """
-    values: dict[str, float] = {}
-    medians: list[FeatureSpec] = []
-    for feature in (f for f in spec if f.kind == "numeric"):
-        configured = quality.imputation.get(feature.name, feature.default)
-        if configured is None or configured == "median":
-            medians.append(feature)
-        else:
-            values[feature.name] = float(configured)
-    if medians:
-        row = df.agg(*[F.median(numeric_value(f)).alias(f.name) for f in medians]).first()
-        for feature in medians:
-            median = row[feature.name] if row is not None else None
-            values[feature.name] = float(median) if median is not None else 0.0
-    return values
+    features = median_imputed(spec, quality)
+    medians: dict[str, float | None] = {}
+    if features:
+        row = df.agg(*[F.median(numeric_value(f)).alias(f.name) for f in features]).first()
+        medians = row.asDict() if row is not None else {}
+    return fill_values_with(spec, quality, medians)
 
 
 def configured_fill_values(

@@ -5,6 +5,10 @@ Outcomes, checked in this order (each input row gets exactly one, so counts reco
 the window), `blackout` (served on a blackout date), `duplicate` (a repeated impression_id
 that lost deduplication), `immature` (its attribution window had not closed when the action log
 ends), `not_sampled` (sampling dropped it), `written` (an example).
+
+`classify` works on whole impression rows in one pass: the rows are shuffled once by
+impression_id, where the action times of the impression (a small grouped frame) join them and
+deduplication ranks them, so the rows an outcome keeps carry every column they need.
 """
 
 from __future__ import annotations
@@ -18,9 +22,14 @@ from pyspark.sql import functions as F
 
 from freshlake.batch.inputs import in_window
 from freshlake.batch.window import TimeWindow
-from freshlake.config import Config
-from freshlake.features.labeling import first_action_times, is_mature, label_columns
-from freshlake.features.quality import dedup_actions, duplicate_rank, impression_problem
+from freshlake.config import Config, LabelConfig
+from freshlake.features.labeling import (
+    first_attributed_times,
+    is_mature,
+    label_columns,
+    label_output_columns,
+)
+from freshlake.features.quality import duplicate_rank, impression_problem, row_hash
 from freshlake.features.sampling import is_sampled, sampling_columns
 
 OUTCOMES = (
@@ -34,6 +43,10 @@ OUTCOMES = (
 )
 # Rows that are real, unique, mature impressions of the window: the population sampling draws from.
 ELIGIBLE = ("not_sampled", "written")
+# Outcomes of rows that passed the per-row checks (`screen`): the population imputation describes.
+SCREENED_IN = ("duplicate", "immature", *ELIGIBLE)
+# The fields that decide a row's outcome.
+OUTCOME_FIELDS = ("impression_id", "user_id", "item_id", "served_at", "position", "pred_ctr")
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,12 @@ class BuildPlan:
     window: TimeWindow
     actions_until: datetime
     item_counts: DataFrame | None
+    blackout: tuple[date, ...] = ()
+
+
+def carried_columns(labels: LabelConfig) -> list[str]:
+    """The columns `classify` adds that kept rows take into `examples`."""
+    return [*label_output_columns(labels), "sample_prob", "stratum"]
 
 
 def screen(impressions: DataFrame, window: TimeWindow, blackout: Sequence[date]) -> DataFrame:
@@ -59,27 +78,26 @@ def screen(impressions: DataFrame, window: TimeWindow, blackout: Sequence[date])
     return impressions.withColumns({"reason": reason, "outcome": outcome})
 
 
-def first_actions(screened: DataFrame, actions: DataFrame, plan: BuildPlan) -> DataFrame:
-    """Per impression that passed screening, the first attributed time of each action type.
+def classify(impressions: DataFrame, action_times: DataFrame, plan: BuildPlan) -> DataFrame:
+    """Every impression row with its columns, `reason`, `outcome` and the `carried_columns`.
 
-    Attribution is relative to the impression's earliest served_at, i.e. the deduplication
-    winner's (see freshlake.features.quality.duplicate_rank).
+    `action_times` is `freshlake.features.labeling.action_times` of the window's actions. Labels
+    are relative to the row's own served_at; on the row that wins deduplication (the earliest
+    served copy that passed screening) that is the impression's attribution window. The other
+    rows' labels and sampling columns are not used.
     """
-    served = (
-        screened.where(F.col("outcome").isNull())
-        .groupBy("impression_id")
-        .agg(F.min("served_at").alias("served_at"))
-    )
-    return first_action_times(dedup_actions(actions), served, plan.config.labels)
-
-
-def classify(screened: DataFrame, firsts: DataFrame, plan: BuildPlan) -> DataFrame:
-    """Screened impressions with labels, `sample_prob`, `stratum` and the final `outcome`."""
     config = plan.config
-    rank = duplicate_rank(screened, priority=[F.col("outcome").isNotNull()])
-    df = screened.withColumn("_rank", rank)
-    df = label_columns(df.join(firsts, "impression_id", "left"), config.labels)
-    df = sampling_columns(df, config.sampling, plan.item_counts)
+    screened = screen(impressions, plan.window, plan.blackout)
+    joined = first_attributed_times(
+        screened.join(action_times, "impression_id", "left"), config.labels
+    )
+    df = sampling_columns(label_columns(joined, config.labels), config.sampling, plan.item_counts)
+    rank = duplicate_rank(
+        df,
+        priority=[F.col("outcome").isNotNull()],
+        tie_breakers=_copy_order(df, impressions.columns, config.labels),
+    )
+    df = df.withColumn("_rank", rank)
     mature = is_mature(F.col("served_at"), plan.actions_until, config.labels)
     outcome = F.coalesce(
         F.col("outcome"),
@@ -89,6 +107,17 @@ def classify(screened: DataFrame, firsts: DataFrame, plan: BuildPlan) -> DataFra
         F.lit("written"),
     )
     return df.withColumn("outcome", outcome).drop("_rank")
+
+
+def _copy_order(
+    df: DataFrame, impression_columns: Sequence[str], labels: LabelConfig
+) -> list[Column]:
+    """Which of an impression's copies tied on served_at, item_id and user_id wins: the smallest
+    hash of the outcome fields with the screening result, then of the whole row with its labels
+    and sampling columns (so among exact copies too the winner never depends on input order)."""
+    fields = row_hash(df.select(*OUTCOME_FIELDS, "reason", "outcome"))
+    whole = row_hash(df.select(*impression_columns, *carried_columns(labels)))
+    return [fields, whole]
 
 
 def is_outcome(*outcomes: str) -> Column:

@@ -1,23 +1,27 @@
 """The build's run report: counts per outcome, strata, the Horvitz–Thompson check, reconciliation.
 
-`summarize(classified, labels)` runs one aggregation over the classified impressions
-(freshlake.batch.classify) and returns a `BuildReport`; the builder fills in versions and timings,
-calls `reconcile()` (every input row accounted for) and stores `counts()` / `details()` in
-`job_runs`.
+`BuildCounts` gathers every count of a build during its one pass over the inputs, with Spark's
+Observation API (`DataFrame.observe`): the input rows as read, the actions, and one set of
+aggregates over the classified impressions (freshlake.batch.classify). `BuildCounts.report()`
+returns a `BuildReport`; the builder fills in versions and timings, calls `reconcile()` (every
+input row accounted for) and stores `counts()` / `details()` in `job_runs`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
 from freshlake.batch.classify import ELIGIBLE, OUTCOMES
 from freshlake.config import LabelConfig
-from freshlake.features.labeling import label_column, labeled_actions
+from freshlake.features.labeling import label_column, labeled_actions, times_column
+from freshlake.features.sampling import STRATA
+from freshlake.features.schemas import REASONS
 
 
 class ReconciliationError(AssertionError):
@@ -144,59 +148,106 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def summarize(
-    classified: DataFrame, labels: LabelConfig, run_id: str, window: str, input_rows: int
-) -> BuildReport:
-    """One aggregation over classified impressions -> the report's counts and HT estimates.
+class BuildCounts:
+    """The counts of one build, observed while its single pass runs (`DataFrame.observe`).
 
-    `input_rows` is counted independently (a plain count of the input), so `reconcile()` checks
-    that classification accounted for every row.
+    Wrap the inputs and the classified rows with `input`, `actions`, `action_times` and
+    `outcomes` before the pass; after it, `report()` reads the observed values. The input count
+    is observed where the rows are read, apart from the outcome counts, so `reconcile()` still
+    checks that classification accounted for every row.
     """
-    written = F.col("outcome") == "written"
-    inverse = F.when(written, 1.0 / F.col("sample_prob")).otherwise(0.0)
-    variance = F.when(written, (1.0 - F.col("sample_prob")) / F.col("sample_prob") ** 2)
-    targets = {
-        "impressions": F.lit(1),
-        **{a: F.col(label_column(a)) for a in labeled_actions(labels)},
-    }
-    aggs = [F.count(F.lit(1)).alias("rows")]
-    for name, value in targets.items():
-        aggs += [
-            F.sum(value).alias(f"true_{name}"),
-            F.sum(value * inverse).alias(f"est_{name}"),
-            F.sum(value * F.coalesce(variance, F.lit(0.0))).alias(f"var_{name}"),
-        ]
-    stratum = F.when(F.col("outcome").isin(list(ELIGIBLE)), F.col("stratum"))
-    rows = classified.groupBy("outcome", "reason", stratum.alias("stratum")).agg(*aggs).collect()
 
-    outcomes = dict.fromkeys(OUTCOMES, 0)
-    reasons: dict[str, int] = {}
-    written_by: dict[str, int] = {}
-    eligible_by: dict[str, int] = {}
-    totals = {f"{kind}_{name}": 0.0 for kind in ("true", "est", "var") for name in targets}
-    for row in rows:
-        outcomes[row["outcome"]] += row["rows"]
-        if row["outcome"] == "quarantined":
-            reasons[row["reason"]] = reasons.get(row["reason"], 0) + row["rows"]
-        if row["outcome"] in ELIGIBLE:
-            eligible_by[row["stratum"]] = eligible_by.get(row["stratum"], 0) + row["rows"]
-            for key in totals:
-                totals[key] += row[key] or 0
-        if row["outcome"] == "written":
-            written_by[row["stratum"]] = written_by.get(row["stratum"], 0) + row["rows"]
+    def __init__(self, labels: LabelConfig) -> None:
+        self.labels = labels
+        self._input, self._actions = Observation(), Observation()
+        self._unique_actions, self._outcomes = Observation(), Observation()
+
+    def input(self, impressions: DataFrame) -> DataFrame:
+        """`impressions`, counting its rows as read."""
+        return impressions.observe(self._input, F.count(F.lit(1)).alias("rows"))
+
+    def actions(self, actions: DataFrame) -> DataFrame:
+        """`actions` (those that can label the window), counting them."""
+        return actions.observe(self._actions, F.count(F.lit(1)).alias("rows"))
+
+    def action_times(self, times: DataFrame) -> DataFrame:
+        """`freshlake.features.labeling.action_times` output, counting its distinct actions."""
+        sizes = [F.size(times_column(a)) for a in labeled_actions(self.labels)]
+        unique = F.sum(sum(sizes[1:], sizes[0]))
+        return times.observe(self._unique_actions, unique.alias("rows"))
+
+    def outcomes(self, classified: DataFrame) -> DataFrame:
+        """Classified rows, aggregating every count and Horvitz–Thompson sum of the report."""
+        return classified.observe(self._outcomes, *outcome_metrics(self.labels))
+
+    def report(self, run_id: str, window: str) -> BuildReport:
+        """The report of the pass that ran (blocks until it has)."""
+        actions, unique = self._actions.get["rows"], self._unique_actions.get["rows"] or 0
+        report = summarize(
+            self._outcomes.get, self.labels, run_id, window, input_rows=self._input.get["rows"]
+        )
+        report.actions = {"actions_input": actions, "actions_duplicate": actions - unique}
+        return report
+
+
+def ht_targets(labels: LabelConfig) -> dict[str, Column]:
+    """What the Horvitz–Thompson check totals: every impression, and each action's label."""
+    return {"impressions": F.lit(1), **{a: F.col(label_column(a)) for a in labeled_actions(labels)}}
+
+
+def outcome_metrics(labels: LabelConfig) -> list[Column]:
+    """Aggregates over classified rows: rows per outcome, per quarantine reason and per stratum
+    (eligible and written), and per `ht_targets` entry the true total over the eligible rows,
+    its Horvitz–Thompson estimate from the written rows and the estimate's variance."""
+    outcome, stratum, prob = F.col("outcome"), F.col("stratum"), F.col("sample_prob")
+    eligible, written = outcome.isin(list(ELIGIBLE)), outcome == "written"
+    quarantined = outcome == "quarantined"
+    metrics = [F.count_if(outcome == o).alias(f"outcome_{o}") for o in OUTCOMES]
+    metrics += [
+        F.count_if(quarantined & (F.col("reason") == r)).alias(f"reason_{r}") for r in REASONS
+    ]
+    for s in STRATA:
+        metrics += [
+            F.count_if(eligible & (stratum == s)).alias(f"eligible_{s}"),
+            F.count_if(written & (stratum == s)).alias(f"written_{s}"),
+        ]
+    inverse = F.when(written, 1.0 / prob).otherwise(0.0)
+    variance = F.when(written, (1.0 - prob) / prob**2).otherwise(0.0)
+    for name, value in ht_targets(labels).items():
+        metrics += [
+            F.sum(F.when(eligible, value)).alias(f"true_{name}"),
+            F.sum(F.when(eligible, value * inverse)).alias(f"est_{name}"),
+            F.sum(F.when(eligible, value * variance)).alias(f"var_{name}"),
+        ]
+    return metrics
+
+
+def summarize(
+    values: Mapping[str, Any], labels: LabelConfig, run_id: str, window: str, input_rows: int
+) -> BuildReport:
+    """The report of `outcome_metrics` values (name -> value), beside `input_rows` counted apart.
+
+    Reasons and strata without rows are left out, as they never occurred.
+    """
+
+    def present(prefix: str, keys: tuple[str, ...]) -> dict[str, int]:
+        return {k: values[f"{prefix}_{k}"] for k in keys if values[f"{prefix}_{k}"]}
+
     estimates = {
         name: Estimate(
-            int(totals[f"true_{name}"]), totals[f"est_{name}"], math.sqrt(totals[f"var_{name}"])
+            int(values[f"true_{name}"] or 0),
+            float(values[f"est_{name}"] or 0.0),
+            math.sqrt(values[f"var_{name}"] or 0.0),
         )
-        for name in targets
+        for name in ht_targets(labels)
     }
     return BuildReport(
         run_id=run_id,
         window=window,
         input_rows=input_rows,
-        outcomes=outcomes,
-        quarantined_by_reason=reasons,
-        written_by_stratum=written_by,
-        eligible_by_stratum=eligible_by,
+        outcomes={o: values[f"outcome_{o}"] for o in OUTCOMES},
+        quarantined_by_reason=present("reason", tuple(REASONS)),
+        written_by_stratum=present("written", STRATA),
+        eligible_by_stratum=present("eligible", STRATA),
         horvitz_thompson=estimates,
     )

@@ -1,10 +1,10 @@
 """The batch training-set builder: impressions + actions of a time window -> `examples`.
 
-Every input row is classified once (freshlake.batch.classify) on a narrow projection of the
-fields that decide its outcome, kept on local disk: one pass counts every outcome and computes
-the Horvitz–Thompson check, then the kept rows' full rows are picked with a broadcast join,
-given their features and written. Re-running a window replaces exactly its `dt`
-partitions in one atomic commit and writes identical rows.
+One pass over the inputs classifies every impression row (freshlake.batch.classify) with its
+whole row, while Spark's Observation API gathers every count of the report, the
+Horvitz–Thompson sums and the imputation medians (freshlake.batch.report.BuildCounts); the rows
+it keeps (written and quarantined) stay on local disk for the two writes. Re-running a window
+replaces exactly its `dt` partitions in one atomic commit and writes identical rows.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import logging
 from datetime import UTC, datetime
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
-from freshlake.batch.classify import BuildPlan, classify, first_actions, is_outcome, screen
+from freshlake.batch.classify import SCREENED_IN, BuildPlan, carried_columns, classify, is_outcome
 from freshlake.batch.inputs import (
     ACTIONS,
     IMPRESSIONS,
@@ -26,14 +26,14 @@ from freshlake.batch.inputs import (
     read_impressions,
 )
 from freshlake.batch.item_stats import ITEM_STATS, read_item_counts, write_item_stats
-from freshlake.batch.report import BuildReport, summarize
+from freshlake.batch.report import BuildCounts, BuildReport
 from freshlake.batch.window import TimeWindow
-from freshlake.config import Config
+from freshlake.config import Config, FeatureSpec
 from freshlake.features.examples import to_examples
-from freshlake.features.labeling import label_output_columns
-from freshlake.features.quality import dedup_impressions, imputation_values, quarantine_impressions
+from freshlake.features.labeling import action_times
+from freshlake.features.quality import fill_values_with, median_imputed, quarantine_impressions
 from freshlake.features.splits import split_column
-from freshlake.features.transforms import apply_feature_spec
+from freshlake.features.transforms import apply_feature_spec, numeric_value
 from freshlake.features.weights import weight_columns
 from freshlake.lake import Lake, WriteResult
 from freshlake.runs import JobRun
@@ -42,11 +42,6 @@ log = logging.getLogger(__name__)
 
 EXAMPLES = "examples"
 QUARANTINE = "quarantine"
-
-# The fields that decide a row's outcome: classification runs on these alone.
-OUTCOME_COLUMNS = ("impression_id", "user_id", "item_id", "served_at", "position", "pred_ctr")
-# Up to this many kept rows, their keys are broadcast to pick the full rows without a shuffle.
-BROADCAST_KEPT_ROWS = 2_000_000
 
 
 class QualityError(RuntimeError):
@@ -75,15 +70,6 @@ def rare_item_counts(
     return found
 
 
-def action_counts(actions: DataFrame) -> dict[str, int]:
-    """Actions that can label the window, and how many of them repeat an earlier one."""
-    row = actions.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.count_distinct("impression_id", "action", "action_at").alias("unique"),
-    ).first()
-    return {"actions_input": row["n"], "actions_duplicate": row["n"] - row["unique"]}
-
-
 def build_training_set(
     lake: Lake,
     config: Config,
@@ -104,72 +90,61 @@ def build_training_set(
         until = actions_until or action_log_end(lake, versions[ACTIONS], window.start)
         until = until or window.start_at  # no actions at all: nothing is mature yet
         item_counts, item_stats_version = rare_item_counts(lake, config, window, run.run_id)
-    plan = BuildPlan(config, window, until, item_counts)
-    blackout = [d for d in config.window.blackout_dates if window.start <= d < window.end]
+    blackout = tuple(d for d in config.window.blackout_dates if window.start <= d < window.end)
+    plan = BuildPlan(config, window, until, item_counts, blackout)
 
-    narrow = screen(impressions.select(*OUTCOME_COLUMNS), window, blackout)
-    firsts = first_actions(narrow, actions, plan).persist()
-    # Classified once, kept on local disk: the count and the write pass read the same rows.
-    carried = [*label_output_columns(config.labels), "sample_prob", "stratum"]
-    classified = (
-        classify(narrow, firsts, plan)
-        .select(*OUTCOME_COLUMNS, "outcome", "reason", *carried)
+    counts = BuildCounts(config.labels)
+    times = counts.action_times(action_times(counts.actions(actions), config.labels))
+    classified = counts.outcomes(classify(counts.input(impressions), times, plan))
+    classified, medians = observe_medians(classified, median_imputed(spec, config.quality))
+    carried = carried_columns(config.labels)
+    kept = (
+        classified.where(is_outcome("written", "quarantined"))
+        .select(*impressions.columns, "outcome", *carried)
         .persist(StorageLevel.DISK_ONLY)
     )
     try:
-        with run.timed("count"):
-            report = summarize(
-                classified,
-                config.labels,
-                run.run_id,
-                str(window),
-                input_rows=impressions.count(),
-            )
-            report.actions = action_counts(actions)
+        with run.timed("classify"):
+            kept.count()  # the one pass over the inputs; it fills every observation
+        report = counts.report(run.run_id, str(window))
         report.input_versions = dict(versions)
         report.item_stats_version = item_stats_version
         report.actions_until = until.isoformat()
-
-        screened = screen(impressions, window, blackout)
+        report.fill_values = fill_values_with(
+            spec, config.quality, medians.get if medians is not None else {}
+        )
         if report.outcomes["quarantined"]:
             with run.timed("quarantine"):
-                report.output_versions[QUARANTINE] = _write_quarantine(lake, screened, run.run_id)
+                rejected = kept.where(is_outcome("quarantined")).select(*impressions.columns)
+                report.output_versions[QUARANTINE] = _write_quarantine(lake, rejected, run.run_id)
         _record(run, report)
         _check_quality(report, config)
 
-        with run.timed("impute"):
-            report.fill_values = imputation_values(
-                screened.where(F.col("outcome").isNull()), spec, config.quality
-            )
         with run.timed("write"):
-            kept = classified.where(is_outcome("written")).select(*OUTCOME_COLUMNS, *carried)
-            rows = kept_rows(impressions, kept, carried, report.outcomes["written"])
+            rows = kept.where(is_outcome("written")).select(*impressions.columns, *carried)
             examples = example_rows(rows, config, window, report.fill_values, run.run_id)
             result = write_examples(lake, examples, window, run.run_id)
         report.written_rows = result.rows
         report.output_versions[EXAMPLES] = result.version
     finally:
-        classified.unpersist()
-        firsts.unpersist()
+        kept.unpersist()
     report.reconcile()
     report.timings = dict(run.timings)
     _record(run, report)
     return report
 
 
-def kept_rows(impressions: DataFrame, kept: DataFrame, carried: list[str], count: int) -> DataFrame:
-    """The full impression rows of the kept rows (outcome columns + `carried` label columns).
-
-    A kept row is found by its outcome columns; copies that agree on all of them (exact
-    re-sends, usually) are reduced to one by `dedup_impressions`, so each kept impression
-    appears once and the same copy wins on every run. The kept side is broadcast when small.
-    """
-    if count <= BROADCAST_KEPT_ROWS:
-        kept = F.broadcast(kept)
-    full, keys = impressions.alias("i"), kept.alias("k")
-    matches = [F.col(f"i.{c}").eqNullSafe(F.col(f"k.{c}")) for c in OUTCOME_COLUMNS]
-    joined = full.join(keys, matches).select("i.*", *(F.col(f"k.{c}") for c in carried))
-    return dedup_impressions(joined)
+def observe_medians(
+    classified: DataFrame, features: list[FeatureSpec]
+) -> tuple[DataFrame, Observation | None]:
+    """`classified`, observing the exact median of each feature's value over the rows that
+    passed screening (null values left out): the data's fill values (`median_imputed`)."""
+    if not features:
+        return classified, None
+    screened_in = is_outcome(*SCREENED_IN)
+    medians = [F.median(F.when(screened_in, numeric_value(f))).alias(f.name) for f in features]
+    observation = Observation()
+    return classified.observe(observation, *medians), observation
 
 
 def example_rows(
@@ -195,9 +170,8 @@ def write_examples(lake: Lake, examples: DataFrame, window: TimeWindow, run_id: 
     )
 
 
-def _write_quarantine(lake: Lake, screened: DataFrame, run_id: str) -> int | None:
-    rejected = screened.where(is_outcome("quarantined"))
-    rows = quarantine_impressions(rejected.drop("reason", "outcome"), run_id, datetime.now(UTC))
+def _write_quarantine(lake: Lake, rejected: DataFrame, run_id: str) -> int | None:
+    rows = quarantine_impressions(rejected, run_id, datetime.now(UTC))
     return lake.write(QUARANTINE, rows, partition_by=["dt"]).version
 
 
