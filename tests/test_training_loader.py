@@ -78,15 +78,18 @@ def test_date_range_and_files_added_since_a_version(tmp_path):
         added_since(snapshot, 5)
 
 
-def test_every_train_row_exactly_once_across_2_ranks_x_2_workers(examples):
+@pytest.mark.parametrize("workers", ["threads", "DataLoader processes"])
+def test_every_train_row_exactly_once_across_2_ranks_x_2_workers(examples, workers):
     uri, train_ids = examples
     for epoch in (0, 1):
         seen = []
         for rank in (0, 1):
             dataset = make_dataset(uri, rank=rank, world_size=2, seed=11)
             dataset.set_epoch(epoch)
-            loader = DataLoader(dataset, batch_size=None, num_workers=2)
-            batches = list(loader)
+            if workers == "threads":
+                batches = list(dataset.batches(2))
+            else:
+                batches = list(DataLoader(dataset, batch_size=None, num_workers=2))
             assert {b.position[1] for b in batches} == {rank * 2, rank * 2 + 1}  # its 2 shards
             seen += ids_of(batches)
         assert sorted(seen) == train_ids, f"epoch {epoch}: rows missing or repeated"
@@ -179,3 +182,80 @@ def test_files_rewritten_by_a_delta_rs_merge_read_with_the_others(tmp_path):
     train = table.filter(pc.equal(table.column("split"), "train"))
     dataset = make_dataset(uri, batch_size=1000, shuffle=False)
     assert sorted(ids_of(dataset.iter_shard(0, 1))) == sorted(train.column("row_id").to_pylist())
+
+
+def test_workers_hand_over_their_shards_batches_in_turn(examples):
+    uri, _ = examples
+    dataset = make_dataset(uri, rank=1, world_size=2, seed=4, batch_size=100)
+    dataset.set_epoch(1, resume={3: (1, 57)})
+    threaded = list(dataset.batches(2))
+    shards = [list(dataset.iter_shard(shard, 4)) for shard in (2, 3)]
+    expected = [b for pair in zip(*shards, strict=False) for b in pair]
+    longer = max(shards, key=len)
+    expected += longer[len(min(shards, key=len)) :]
+    assert [b.position for b in threaded] == [b.position for b in expected]
+    assert ids_of(threaded) == ids_of(expected)
+
+
+def test_batches_hold_the_stored_rows_nulls_as_documented(tmp_path):
+    """Every row of every batch against its stored row: null id 0, value 0, bag [], weight 1."""
+    import pyarrow as pa
+
+    table = synthetic_examples(4000, seed=5)
+    row_id = table.column("row_id")
+    columns = {name: table.column(name) for name in table.column_names}
+    for name, every in [("f_position", 2), ("f_query", 4), ("weight", 8), ("f_device", 16)]:
+        keep = pc.not_equal(pc.bit_wise_and(row_id, every - 1), 0)
+        columns[name] = pc.if_else(keep, columns[name], pa.nulls(len(row_id), columns[name].type))
+    table = pa.table(columns)
+    uri = str(tmp_path / "t")
+    write_synthetic_table(uri, table, rows_per_group=700)
+    stored = {r["row_id"]: r for r in table.to_pylist()}
+
+    batches = list(make_dataset(uri, batch_size=333, shuffle_buffer=1500).batches(1))
+    assert sum(len(b) for b in batches) == sum(r["split"] == "train" for r in stored.values())
+    for batch in batches:
+        offsets = [*batch.text_offsets[0].tolist(), len(batch.text_ids[0])]
+        for i, rid in enumerate(batch.extras["row_id"].long().tolist()):
+            row = stored[rid]
+            assert batch.categorical[i].tolist() == [
+                row["f_user_id"],
+                row["f_item_id"],
+                row["f_device"] or 0,
+            ]
+            assert batch.numeric[i].tolist() == pytest.approx(
+                [row["f_position"] or 0, 0, row["f_hour"], 0]
+            )
+            bag = batch.text_ids[0][offsets[i] : offsets[i + 1]].tolist()
+            assert bag == (row["f_query"] or [])
+            assert batch.label[i] == row["label"]
+            assert batch.weight[i] == pytest.approx(1 if row["weight"] is None else row["weight"])
+
+
+def loader_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("loader-")]
+
+
+def test_a_consumer_that_stops_early_stops_the_loader_threads(examples):
+    import time
+
+    uri, _ = examples
+    batches = make_dataset(uri).batches(2)
+    next(batches)
+    batches.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and loader_threads():
+        time.sleep(0.05)
+    assert not loader_threads()
+
+
+def test_a_read_error_reaches_the_consumer(examples, tmp_path):
+    from freshlake.training.units import WorkUnit
+
+    uri, _ = examples
+    dataset = make_dataset(uri)
+    dataset.units.append(WorkUnit(str(tmp_path / "gone.parquet"), 0, 10))
+    with pytest.raises(FileNotFoundError):
+        list(dataset.batches(2))

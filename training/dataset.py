@@ -1,28 +1,41 @@
-"""The default loader: a Delta-log-aware torch `IterableDataset` of ready-made batches.
+"""The default loader: batches of a pinned Delta snapshot, for one DDP rank.
 
-Use it with `DataLoader(dataset, batch_size=None, num_workers=W)`: batching happens inside,
-on Arrow data, and each yielded `Batch` says where its shard stands afterwards, so a trainer
-can checkpoint exactly what it consumed and `set_epoch(epoch, resume=...)` continues from there.
+`DeltaExamples.batches(num_workers)` is what the trainer iterates: each of the rank's shards is
+read block by block (a block: about `shuffle_buffer` rows of consecutive work units), a block is
+decoded once into tensors with its filter and shuffle applied in the same gather, and batches
+are views of it. With `num_workers` > 0, that many threads decode one shard each and hand their
+batches over as they are (no copy); with 0, blocks are decoded in the consuming thread. Parquet
+reads run `read_ahead` blocks ahead in a thread either way.
+
+Each yielded `Batch` says where its shard stands afterwards, so a trainer can checkpoint exactly
+what it consumed and `set_epoch(epoch, resume=...)` continues from there. The dataset is also a
+torch `IterableDataset` (`DataLoader(dataset, batch_size=None, num_workers=W)` shards the same
+way by DataLoader worker), for code that wants worker processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import reduce
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from torch.utils.data import IterableDataset, get_worker_info
 
-from freshlake.training.batch import Batch, FeatureLayout, to_batch
+from freshlake.training.background import background, round_robin
+from freshlake.training.batch import Batch, FeatureLayout, concat_batches, to_batch
 from freshlake.training.units import WorkUnit, blocks, epoch_order, read_unit, shard_units
 
 # shard -> (block, row): the next row that shard has not yet delivered.
 ShardPositions = Mapping[int, tuple[int, int]]
 
+# Blocks a worker thread keeps decoded ahead of the batches being consumed.
+DECODED_AHEAD = 2
+
 
 class DeltaExamples(IterableDataset):
-    """Batches of a snapshot's work units for one DDP rank, split among its DataLoader workers."""
+    """Batches of a snapshot's work units for one DDP rank, split among its loader workers."""
 
     def __init__(
         self,
@@ -37,6 +50,8 @@ class DeltaExamples(IterableDataset):
         shuffle_buffer: int = 65_536,
         filters: Mapping[str, object] | None = None,
         extras: Sequence[str] = (),
+        read_ahead: int = 1,
+        pin_memory: bool = False,
     ):
         super().__init__()
         if not 0 <= rank < world_size:
@@ -48,6 +63,8 @@ class DeltaExamples(IterableDataset):
         self.seed, self.shuffle, self.shuffle_buffer = seed, shuffle, shuffle_buffer
         self.filters = dict(filters or {})
         self.extras = tuple(extras)
+        self.read_ahead = read_ahead  # blocks read ahead in a thread; 0: read when decoded
+        self.pin_memory = pin_memory  # decode into page-locked memory (CUDA training)
         self.epoch = 0
         self.resume: dict[int, tuple[int, int]] = {}
 
@@ -56,29 +73,21 @@ class DeltaExamples(IterableDataset):
         self.epoch = epoch
         self.resume = dict(resume or {})
 
-    def _columns(self) -> list[str]:
-        wanted = [*self.layout.columns(), *self.extras, *self.filters]
-        return list(dict.fromkeys(wanted))
-
-    def _read(self, units: Sequence[WorkUnit]) -> pa.Table:
-        columns = self._columns()
-        parts = [read_unit(u, columns) for u in units]
-        table = pa.concat_tables(parts, promote_options="permissive")
-        for column, value in self.filters.items():
-            table = table.filter(pc.equal(table.column(column), value))
-        return table
-
-    def _block_table(self, block: Sequence[WorkUnit], shard: int, index: int) -> pa.Table:
-        table = self._read(block)
-        if self.shuffle and table.num_rows > 1:
-            rng = np.random.default_rng([self.seed, self.epoch, shard, index])
-            table = table.take(pa.array(rng.permutation(table.num_rows)))
-        return table
-
     def shard_blocks(self, shard: int, n_shards: int) -> list[list[WorkUnit]]:
         """The blocks shard `shard` reads this epoch, in order."""
         ordered = epoch_order(self.units, self.seed, self.epoch, self.shuffle)
         return blocks(shard_units(ordered, shard, n_shards), self.shuffle_buffer)
+
+    def batches(self, num_workers: int = 0) -> Iterator[Batch]:
+        """This rank's batches of the epoch: its shards `rank * W + w` for `w < W`, decoded by
+        `num_workers` threads, in turn one batch of each (a DataLoader's order); 0 workers:
+        one shard, decoded in the calling thread."""
+        if num_workers == 0:
+            return self.iter_shard(self.rank, self.world_size)
+        n_shards = self.world_size * num_workers
+        first = self.rank * num_workers
+        workers = [self._worker(shard, n_shards) for shard in range(first, first + num_workers)]
+        return round_robin(workers)
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
@@ -88,29 +97,82 @@ class DeltaExamples(IterableDataset):
 
     def iter_shard(self, shard: int, n_shards: int) -> Iterator[Batch]:
         """Batches of one shard from its resume position to the end of the epoch."""
-        grouped = self.shard_blocks(shard, n_shards)
-        start_block, start_row = self.resume.get(shard, (0, 0))
-        carry: pa.Table | None = None
-        for index in range(start_block, len(grouped)):
-            block = self._block_table(grouped[index], shard, index)
-            first = start_row if index == start_block else 0
-            block_rows = block.num_rows
-            rows = block.slice(first)
-            if carry is not None and carry.num_rows:
-                rows = pa.concat_tables([carry, rows], promote_options="permissive")
-            carried = 0 if carry is None else carry.num_rows
-            offset = 0
-            while rows.num_rows - offset >= self.batch_size:
-                end = offset + self.batch_size
-                next_row = first + end - carried
-                position = (index, next_row) if next_row < block_rows else (index + 1, 0)
-                yield self._batch(rows.slice(offset, self.batch_size), shard, position)
-                offset = end
-            carry = rows.slice(offset)
-        if carry is not None and carry.num_rows:
-            yield self._batch(carry, shard, (len(grouped), 0))
+        return self._slice(shard, n_shards, self._decoded(shard, n_shards))
 
-    def _batch(self, table: pa.Table, shard: int, position: tuple[int, int]) -> Batch:
-        batch = to_batch(table, self.layout, self.extras)
-        batch.position = (self.epoch, shard, *position)
-        return batch
+    def _worker(self, shard: int, n_shards: int) -> Iterator[Batch]:
+        """One shard's batches, its blocks decoded ahead by a thread of its own (started now)."""
+        name = f"loader-decode-{shard}"
+        return self._slice(
+            shard, n_shards, background(self._decoded(shard, n_shards), DECODED_AHEAD, name)
+        )
+
+    def _decoded(self, shard: int, n_shards: int) -> Iterator[tuple[int, Batch]]:
+        """(index, block decoded) for the shard's blocks from its resume block on."""
+        grouped = self.shard_blocks(shard, n_shards)
+        start = self.resume.get(shard, (0, 0))[0]
+        tables: Iterable[pa.Table] = map(self._read, grouped[start:])
+        if self.read_ahead:
+            tables = background(tables, self.read_ahead, f"loader-read-{shard}")
+        for index, table in enumerate(tables, start):
+            block = to_batch(table, self.layout, self.extras, self._order(table, shard, index))
+            yield index, block.pin_memory() if self.pin_memory else block
+
+    def _slice(
+        self, shard: int, n_shards: int, decoded: Iterable[tuple[int, Batch]]
+    ) -> Iterator[Batch]:
+        """Batches of `batch_size` rows cut from consecutive blocks, each with its position."""
+        n_blocks = len(self.shard_blocks(shard, n_shards))
+        start_block, start_row = self.resume.get(shard, (0, 0))
+        carried: list[Batch] = []  # the first rows of a batch that continues in the next block
+        carried_rows = 0
+        for index, block in decoded:
+            rows = len(block)
+            cuts = _cuts(
+                start_row if index == start_block else 0, rows, self.batch_size, carried_rows
+            )
+            for piece, end in zip(block.split(cuts), cuts[1:], strict=True):
+                carried.append(piece)
+                carried_rows += len(piece)
+                if carried_rows == self.batch_size:
+                    after = (index, end) if end < rows else (index + 1, 0)
+                    yield _positioned(concat_batches(carried), (self.epoch, shard, *after))
+                    carried, carried_rows = [], 0
+        if carried_rows:
+            yield _positioned(concat_batches(carried), (self.epoch, shard, n_blocks, 0))
+
+    def _read(self, units: Sequence[WorkUnit]) -> pa.Table:
+        columns = list(dict.fromkeys([*self.layout.columns(), *self.extras, *self.filters]))
+        parts = [read_unit(u, columns) for u in units]
+        return pa.concat_tables(parts, promote_options="permissive")
+
+    def _order(self, table: pa.Table, shard: int, index: int) -> np.ndarray | None:
+        """The block's rows in delivery order: those passing the filters, shuffled with
+        `(seed, epoch, shard, block)`; None for all rows as stored."""
+        order = None
+        if self.filters:
+            tests = [pc.equal(table.column(c), value) for c, value in self.filters.items()]
+            keep = pc.fill_null(reduce(pc.and_, tests), False)
+            order = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+        rows = table.num_rows if order is None else len(order)
+        if self.shuffle and rows > 1:
+            rng = np.random.default_rng([self.seed, self.epoch, shard, index])
+            permutation = rng.permutation(rows)
+            order = permutation if order is None else order[permutation]
+        return order
+
+
+def _cuts(first: int, rows: int, size: int, carried: int) -> list[int]:
+    """Row bounds that cut a block read from row `first` into the rest of a batch that has
+    `carried` rows, whole batches of `size`, and a remainder carried on."""
+    cuts = [first]
+    if carried:
+        cuts.append(min(first + size - carried, rows))
+    cuts.extend(range(cuts[-1] + size, rows + 1, size))
+    if cuts[-1] < rows:
+        cuts.append(rows)
+    return cuts
+
+
+def _positioned(batch: Batch, position: tuple[int, int, int, int]) -> Batch:
+    batch.position = position
+    return batch

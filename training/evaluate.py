@@ -9,13 +9,12 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
+from freshlake import contract
 from freshlake.training.batch import FeatureLayout
 from freshlake.training.dataset import DeltaExamples
 from freshlake.training.metrics import correct_for_negative_sampling, evaluate_predictions
 from freshlake.training.model import CTRModel
 from freshlake.training.units import WorkUnit, read_unit
-
-SPLIT_COLUMN = "split"
 
 
 class NoEvalRowsError(ValueError):
@@ -48,7 +47,7 @@ def predict_split(
         layout,
         batch_size=batch_size,
         shuffle=False,
-        filters={SPLIT_COLUMN: split},
+        filters={contract.SPLIT: split},
         extras=extras,
     )
     model.eval()
@@ -82,11 +81,11 @@ def popularity_baseline(
     CTRs are smoothed toward the overall training CTR with `smoothing` pseudo-impressions;
     unseen values get the overall CTR.
     """
-    wanted = [column, layout.label, SPLIT_COLUMN] + ([layout.weight] if layout.weight else [])
+    wanted = [column, layout.label, contract.SPLIT] + ([layout.weight] if layout.weight else [])
     values, labels, weights = [], [], []
     for unit in units:
         table = read_unit(unit, list(dict.fromkeys(wanted)))
-        table = table.filter(pc.equal(table.column(SPLIT_COLUMN), train_split))
+        table = table.filter(pc.equal(table.column(contract.SPLIT), train_split))
         values.append(table.column(column).to_numpy(zero_copy_only=False))
         labels.append(pc.fill_null(table.column(layout.label), 0).to_numpy().astype(np.float64))
         weights.append(

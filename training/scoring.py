@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from freshlake import contract
 from freshlake.config import Config
 from freshlake.training.artifact import load_model, read_card
 from freshlake.training.batch import FeatureLayout
@@ -47,7 +48,7 @@ def evaluate_saved_model(
     card = read_card(model_dir)
     snapshot, units = _units(config, card, table, version)
     t = config.training
-    baseline = f"f_{t.baseline_feature}" if t.baseline_feature else None
+    baseline = contract.feature_column(t.baseline_feature) if t.baseline_feature else None
     layout = card_layout(card)
     metrics, _ = evaluate_model(
         load_model(model_dir),

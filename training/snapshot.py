@@ -14,6 +14,8 @@ from urllib.parse import unquote
 
 from deltalake import DeltaTable
 
+from freshlake import contract
+
 
 @dataclass(frozen=True)
 class DataFile:
@@ -42,7 +44,9 @@ class Snapshot:
         """The same snapshot restricted to `files`."""
         return Snapshot(self.uri, self.version, tuple(files), self.partition_columns, self.columns)
 
-    def between_dates(self, start: date | None, end: date | None, column: str = "dt") -> Snapshot:
+    def between_dates(
+        self, start: date | None, end: date | None, column: str = contract.DT
+    ) -> Snapshot:
         """Keep files whose `column` partition value is in `[start, end)` (partition pruning)."""
         if start is None and end is None:
             return self

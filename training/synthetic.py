@@ -12,6 +12,7 @@ from datetime import date, timedelta
 import numpy as np
 import pyarrow as pa
 
+from freshlake import contract
 from freshlake.config import FeatureSpec
 
 SYNTHETIC_SPEC = [
@@ -69,25 +70,26 @@ def synthetic_examples(
     offsets = np.r_[0, np.cumsum(n_tokens)]
     query = [tokens[offsets[i] : offsets[i + 1]].tolist() for i in np.flatnonzero(kept)]
     rows = np.flatnonzero(kept)
+    feature, missing = contract.feature_column, contract.missing_column
     return pa.table(
         {
             "row_id": pa.array(rows, pa.int64()),
             "impression_id": pa.array([f"imp-{seed}-{i}" for i in rows]),
-            "f_user_id": pa.array(user[rows] * 2 % 4001, pa.int64()),
-            "f_item_id": pa.array(item[rows] * 7 % 1009, pa.int64()),
-            "f_device": pa.array(device[rows], pa.int64()),
-            "f_position": pa.array(position[rows]),
-            "f_position_missing": pa.array(np.zeros(len(rows), np.int32)),
-            "f_hour": pa.array(hour[rows]),
-            "f_hour_missing": pa.array(np.zeros(len(rows), np.int32)),
-            "f_query": pa.array(query, pa.list_(pa.int64())),
-            "label": pa.array(label[rows]),
-            "sample_prob": pa.array(keep_prob[rows]),
-            "weight": pa.array(1 / keep_prob[rows]),
+            feature("user_id"): pa.array(user[rows] * 2 % 4001, pa.int64()),
+            feature("item_id"): pa.array(item[rows] * 7 % 1009, pa.int64()),
+            feature("device"): pa.array(device[rows], pa.int64()),
+            feature("position"): pa.array(position[rows]),
+            missing("position"): pa.array(np.zeros(len(rows), np.int32)),
+            feature("hour"): pa.array(hour[rows]),
+            missing("hour"): pa.array(np.zeros(len(rows), np.int32)),
+            feature("query"): pa.array(query, pa.list_(pa.int64())),
+            contract.LABEL: pa.array(label[rows]),
+            contract.SAMPLE_PROB: pa.array(keep_prob[rows]),
+            contract.WEIGHT: pa.array(1 / keep_prob[rows]),
             "true_ctr": pa.array(1 / (1 + np.exp(-logit[rows]))),
-            "split": pa.array(np.where(day[rows] >= days - eval_days, "eval", "train")),
-            "source": pa.array(["batch"] * len(rows)),
-            "dt": pa.array([start + timedelta(days=int(d)) for d in day[rows]], pa.date32()),
+            contract.SPLIT: pa.array(np.where(day[rows] >= days - eval_days, "eval", "train")),
+            contract.SOURCE: pa.array(["batch"] * len(rows)),
+            contract.DT: pa.array([start + timedelta(days=int(d)) for d in day[rows]], pa.date32()),
         }
     )
 
@@ -102,7 +104,7 @@ def write_synthetic_table(
         uri,
         table,
         mode=mode,
-        partition_by=["dt"],
+        partition_by=[contract.DT],
         writer_properties=WriterProperties(max_row_group_size=rows_per_group),
     )
     return DeltaTable(uri).version()

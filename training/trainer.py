@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
+from freshlake import contract
 from freshlake.config import Config
 from freshlake.training.artifact import (
     feature_spec_hash,
@@ -38,11 +38,11 @@ from freshlake.training.distributed import (
     init_distributed,
 )
 from freshlake.training.distributed import shutdown as shutdown_distributed
-from freshlake.training.evaluate import SPLIT_COLUMN, NoEvalRowsError, evaluate_model
+from freshlake.training.evaluate import NoEvalRowsError, evaluate_model
 from freshlake.training.job import TrainJob, job_snapshot
 from freshlake.training.model import CTRModel, ModelShape, make_optimizer, weighted_log_loss
 from freshlake.training.snapshot import Snapshot
-from freshlake.training.units import plan_units
+from freshlake.training.units import WorkUnit, plan_units
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +89,7 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
     layout = FeatureLayout.from_spec(config.features.spec, snapshot.columns, t.label, t.weight)
     units = plan_units(snapshot)
     extras = (job.audit_column,) if job.audit_column else ()
-    dataset = DeltaExamples(
-        units,
-        layout,
-        batch_size=t.batch_size,
-        rank=ctx.rank,
-        world_size=ctx.world_size,
-        seed=t.seed,
-        shuffle_buffer=t.shuffle_buffer,
-        filters={SPLIT_COLUMN: t.train_split},
-        extras=extras,
-    )
+    dataset = train_dataset(config, units, layout, ctx, extras)
     n_shards = ctx.world_size * max(t.num_workers, 1)
 
     model = _build_model(config, layout, job.warm_start).to(ctx.device)
@@ -127,7 +117,7 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
     progress = _progress(ctx, snapshot.num_rows * (t.epochs - state.epoch), t.batch_size)
     started, rows_at_start = time.perf_counter(), state.rows_read
     while state.epoch < t.epochs:
-        loader = _epoch_batches(config, dataset, snapshot, state)
+        loader = epoch_batches(config, dataset, snapshot, state)
         rows = _train_epoch(
             ctx, job, config, loader, wrapped, optimizer, state, audit, progress, empty
         )
@@ -195,8 +185,31 @@ def _train_epoch(
     return int(all_sum(ctx, [local_rows])[0])
 
 
-def _epoch_batches(config: Config, dataset: DeltaExamples, snapshot: Snapshot, state: TrainState):
-    """This rank's batches for `state.epoch`, from the configured loader."""
+def train_dataset(
+    config: Config,
+    units: list[WorkUnit],
+    layout: FeatureLayout,
+    ctx: DistContext,
+    extras: tuple[str, ...] = (),
+) -> DeltaExamples:
+    """This rank's share of the train split, as the default loader reads it."""
+    t = config.training
+    return DeltaExamples(
+        units,
+        layout,
+        batch_size=t.batch_size,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        seed=t.seed,
+        shuffle_buffer=t.shuffle_buffer,
+        filters={contract.SPLIT: t.train_split},
+        extras=extras,
+        pin_memory=ctx.device.type == "cuda",
+    )
+
+
+def epoch_batches(config: Config, dataset: DeltaExamples, snapshot: Snapshot, state: TrainState):
+    """This rank's batches for `state.epoch`, from the configured loader (resumed positions)."""
     t = config.training
     if t.loader == "petastorm":
         from freshlake.training.petastorm_loader import petastorm_batches
@@ -213,7 +226,7 @@ def _epoch_batches(config: Config, dataset: DeltaExamples, snapshot: Snapshot, s
             extras=dataset.extras,
         )
     dataset.set_epoch(state.epoch, resume=state.positions)
-    return DataLoader(dataset, batch_size=None, num_workers=t.num_workers)
+    return dataset.batches(t.num_workers)
 
 
 def _lockstep(loader):
@@ -269,7 +282,7 @@ def _finish(
     from freshlake.runs import code_version
 
     t = config.training
-    baseline = f"f_{t.baseline_feature}" if t.baseline_feature else None
+    baseline = contract.feature_column(t.baseline_feature) if t.baseline_feature else None
     if baseline and baseline not in layout.categorical:
         baseline = None
     model.eval()
