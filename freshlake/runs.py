@@ -23,10 +23,11 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from freshlake import contract
 from freshlake.config import Config
 from freshlake.lake import Lake
 
-JOB_RUNS_TABLE = "job_runs"
+JOB_RUNS_TABLE = contract.JOB_RUNS
 
 JOB_RUNS_SCHEMA = StructType(
     [

@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
+from freshlake import contract
 from freshlake.config import Config
 from freshlake.features.validation import (
     CONTRACTS,
@@ -38,7 +39,7 @@ from freshlake.streaming.source import read_kafka_stream
 
 log = logging.getLogger(__name__)
 
-QUARANTINE_TABLE = "quarantine"
+QUARANTINE_TABLE = contract.QUARANTINE
 
 
 def bronze_query_name(kind: str) -> str:

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from freshlake import contract
 from freshlake.config import Config
 from freshlake.features.labeling import is_attributed, label_column, labeled_actions
 from freshlake.features.quality import ACTION_KEY
@@ -34,8 +35,8 @@ from freshlake.streaming.metrics import BatchReport, MetricsRecorder
 from freshlake.streaming.queries import batch_watermark, checkpoint_dir, checkpointed_query_id
 from freshlake.streaming.upgrades import upgrade_labels
 
-FRESH_EXAMPLES = "fresh_examples"
-FRESH_ACTIONS = "fresh_actions"
+FRESH_EXAMPLES = contract.FRESH_EXAMPLES
+FRESH_ACTIONS = contract.FRESH_ACTIONS
 
 
 def restore_state(lake: Lake, config: Config, watermark: datetime) -> JoinerState:

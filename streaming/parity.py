@@ -22,6 +22,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, FloatType, MapType
 
+from freshlake import contract
 from freshlake.config import Config
 from freshlake.lake import Lake
 from freshlake.runs import latest_run_details
@@ -29,7 +30,7 @@ from freshlake.streaming.join_plan import JOINER_QUERY
 from freshlake.streaming.join_sink import FRESH_EXAMPLES
 from freshlake.streaming.metrics import METRICS_TABLE
 
-EXAMPLES = "examples"
+EXAMPLES = contract.EXAMPLES
 NOT_COMPARED = ("source", "run_id", "split")
 RECENCY_COLUMNS = ("recency_weight", "weight")
 TOLERANCE = 1e-9

@@ -7,13 +7,14 @@ from datetime import UTC, date, datetime, timedelta
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from freshlake import contract
 from freshlake.batch.window import TimeWindow
 from freshlake.config import LabelConfig
 from freshlake.features.labeling import labeled_actions
 from freshlake.lake import Lake
 
-IMPRESSIONS = "impressions"
-ACTIONS = "actions"
+IMPRESSIONS = contract.IMPRESSIONS
+ACTIONS = contract.ACTIONS
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from freshlake import contract
 from freshlake.batch.inputs import (
     ACTIONS,
     IMPRESSIONS,
@@ -26,7 +27,7 @@ from freshlake.features.labeling import attach_labels
 from freshlake.features.quality import dedup_actions, dedup_impressions, impression_problem
 from freshlake.lake import Lake
 
-ITEM_STATS = "item_stats"
+ITEM_STATS = contract.ITEM_STATS
 
 
 @dataclass(frozen=True)

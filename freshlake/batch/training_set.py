@@ -16,6 +16,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
+from freshlake import contract
 from freshlake.batch.classify import SCREENED_IN, BuildPlan, carried_columns, classify, is_outcome
 from freshlake.batch.inputs import (
     ACTIONS,
@@ -40,8 +41,8 @@ from freshlake.runs import JobRun
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = "examples"
-QUARANTINE = "quarantine"
+EXAMPLES = contract.EXAMPLES
+QUARANTINE = contract.QUARANTINE
 
 
 class QualityError(RuntimeError):

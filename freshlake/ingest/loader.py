@@ -16,6 +16,7 @@ from datetime import datetime
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
+from freshlake import contract
 from freshlake.config import Config
 from freshlake.features.validation import (
     REASON,
@@ -27,7 +28,7 @@ from freshlake.features.validation import (
 )
 from freshlake.lake import Lake
 
-QUARANTINE_TABLE = "quarantine"
+QUARANTINE_TABLE = contract.QUARANTINE
 
 
 class ReconciliationError(RuntimeError):

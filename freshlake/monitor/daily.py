@@ -6,11 +6,12 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from freshlake import contract
 from freshlake.config import LabelConfig
 from freshlake.features.labeling import attribution_condition
 from freshlake.lake import Lake
 
-IMPRESSIONS, ACTIONS = "impressions", "actions"
+IMPRESSIONS, ACTIONS = contract.IMPRESSIONS, contract.ACTIONS
 
 
 def unique_impressions(lake: Lake) -> DataFrame:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
+from freshlake import contract
 from freshlake.config import MonitorConfig
 from freshlake.lake import Lake
 from freshlake.monitor.results import CheckResult, judged, skipped
 
-FRESH_EXAMPLES = "fresh_examples"
+FRESH_EXAMPLES = contract.FRESH_EXAMPLES
 MODEL_CARD = "model_card.json"  # written by `freshlake train` (training/artifact.py)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
+from freshlake import contract
 from freshlake.config import Config
 from freshlake.lake import Lake
 from freshlake.monitor.coverage import label_coverage_check, latest_day
@@ -16,7 +17,7 @@ from freshlake.monitor.results import CheckResult, skipped
 from freshlake.monitor.skew import skew_checks
 from freshlake.monitor.traffic import source_share_checks, volume_ctr_checks
 
-EXAMPLES = "examples"
+EXAMPLES = contract.EXAMPLES
 
 
 def traffic_checks(lake: Lake, config: Config, day: date | None) -> list[CheckResult]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 from pyspark.sql import functions as F
 
+from freshlake import contract
 from freshlake.lake import Lake
 
-EXAMPLE_TABLES = ("examples", "fresh_examples")
-STREAM_METRICS = "stream_metrics"  # written by streaming/metrics.py
+EXAMPLE_TABLES = contract.EXAMPLE_TABLES
+STREAM_METRICS = contract.STREAM_METRICS  # written by streaming/metrics.py
 
 
 def stratum_composition(lake: Lake) -> pd.DataFrame:
