@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction
@@ -169,7 +170,7 @@ class DeltaRsEngine(LakeEngine):
         now_ms = int(time.time() * 1000)
         actions += [
             RemoveAction(
-                path=path,
+                path=unquote(path),  # delta-rs encodes the path it writes, as for adds
                 data_change=data_change,
                 deletion_timestamp=now_ms,
                 size=known[path].size,
@@ -224,7 +225,8 @@ class DeltaRsEngine(LakeEngine):
     def read_files(self, uri: str, paths: Sequence[str]) -> DataFrame:
         """Only the given data files (log paths) of the latest version, with partition columns."""
         root = _absolute(uri).rstrip("/")
-        return self._read_paths(uri, self.delta_table(uri), [f"{root}/{p}" for p in paths])
+        files = [f"{root}/{unquote(p)}" for p in paths]  # log paths are URI-encoded
+        return self._read_paths(uri, self.delta_table(uri), files)
 
     def _read_paths(self, uri: str, table: DeltaTable, files: Sequence[str]) -> DataFrame:
         schema = from_arrow_schema(pa.schema(table.schema().to_arrow()), prefer_timestamp_ntz=False)

@@ -7,8 +7,9 @@ follows the rows touched, not the table size, and appends that commit meanwhile 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from pyspark.sql import functions as F
 
@@ -17,7 +18,7 @@ from freshlake.lake.engine import CompactionResult, DeleteResult
 if TYPE_CHECKING:
     from freshlake.lake.delta_rs import DeltaRsEngine
 
-# Column tagging each row with the name of its data file while a delete finds them.
+# Column tagging each row with its data file (Spark's URI of it) while a delete finds them.
 _FILE_COLUMN = "__freshlake_data_file"
 
 
@@ -25,9 +26,7 @@ def delete_where(
     engine: DeltaRsEngine, uri: str, condition: str, metadata: Mapping[str, Any] | None
 ) -> DeleteResult:
     """Rewrite the files holding rows that match `condition` without those rows, in one commit."""
-    tagged = engine.read(uri).withColumn(
-        _FILE_COLUMN, F.element_at(F.split(F.input_file_name(), "/"), -1)
-    )
+    tagged = engine.read(uri).withColumn(_FILE_COLUMN, F.input_file_name())
     matches = F.coalesce(F.expr(condition), F.lit(False))
     per_file = {
         r[_FILE_COLUMN]: r["count"]
@@ -35,12 +34,32 @@ def delete_where(
     }
     if not per_file:
         return DeleteResult(uri, engine.version(uri), rows_removed=0, files_rewritten=0)
-    paths = [e.path for e in engine.files(uri) if e.path.rsplit("/", 1)[-1] in per_file]
+    log_paths = log_paths_of(list(per_file), [e.path for e in engine.files(uri)])
+    paths = sorted(set(log_paths.values()))
     keep = tagged.where(F.col(_FILE_COLUMN).isin(list(per_file)) & ~matches).drop(_FILE_COLUMN)
     result = engine.rewrite(uri, paths, keep, metadata=metadata)
     return DeleteResult(
         uri, result.version, rows_removed=sum(per_file.values()), files_rewritten=len(paths)
     )
+
+
+def log_paths_of(file_uris: Sequence[str], log_paths: Sequence[str]) -> dict[str, str]:
+    """The Delta log path of each file Spark read (`input_file_name()`), by file URI.
+
+    Log paths are relative to the table root and URI-encoded; Spark's names are absolute and
+    encoded its own way, so both are compared decoded, a log path matching the end of a name.
+    Raises when a file is not in the log (its rows would otherwise be neither kept nor removed).
+    """
+    by_decoded = {unquote(p).lstrip("/"): p for p in log_paths}
+    found: dict[str, str] = {}
+    for file_uri in file_uris:
+        parts = unquote(file_uri).split("/")
+        suffixes = ("/".join(parts[i:]) for i in range(len(parts)))  # longest first
+        match = next((by_decoded[s] for s in suffixes if s in by_decoded), None)
+        if match is None:
+            raise ValueError(f"{file_uri} is not a data file of the table's latest version")
+        found[file_uri] = match
+    return found
 
 
 def compact_small_files(
