@@ -1,11 +1,16 @@
-"""The delta-rs engine: atomic commits of files written by Spark tasks, idempotence, time travel."""
+"""The delta-rs engine: atomic commits of files written by Spark, idempotence, time travel."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
+import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
@@ -31,6 +36,22 @@ def events(spark, n: int = 1000, partitions: int = 4):
 
 def parquet_files(lake: Lake, table: str) -> set[str]:
     return {str(p) for p in Path(lake.uri(table)).rglob("*.parquet")}
+
+
+def table_files(lake: Lake, table: str) -> set[str]:
+    """Every file under the table's folder but its log, relative to the table."""
+    root = Path(lake.uri(table))
+    return {
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and p.relative_to(root).parts[0] != "_delta_log"
+    }
+
+
+def referenced_files(lake: Lake, table: str) -> set[str]:
+    """The data files the table's latest version references, relative to the table."""
+    root = Path(lake.uri(table))
+    return {str(Path(u).relative_to(root)) for u in DeltaTable(str(root)).file_uris()}
 
 
 def test_round_trip_keeps_rows_types_and_partitions(spark, lake):
@@ -139,8 +160,9 @@ def test_schema_mismatch_is_refused_with_the_column_named(spark, lake):
     assert lake.version("events") == 0
 
 
-def test_spark_job_failing_midway_leaves_no_partial_version(spark, lake):
+def test_spark_job_failing_midway_leaves_no_version_and_no_files(spark, lake):
     lake.write("events", events(spark, 100), partition_by=["dt"])
+    before = table_files(lake, "events")
 
     @F.udf("int")
     def explode_on_last_task(position: int, marker: str) -> int:
@@ -152,18 +174,98 @@ def test_spark_job_failing_midway_leaves_no_partial_version(spark, lake):
     failing = df.withColumn("position", explode_on_last_task("position", "impression_id"))
     with pytest.raises(Exception, match="simulated executor failure"):
         lake.write("events", failing)
-    # Earlier tasks wrote files, but nothing was committed: same version, same rows.
+    # Earlier tasks wrote files, but nothing was committed: same version, same rows, and the
+    # write's own folder (Spark's staging with the finished tasks' files) is gone.
     assert lake.version("events") == 0
     assert lake.read("events").count() == 100
-    orphans = parquet_files(lake, "events") - {
-        str(Path(u)) for u in DeltaTable(lake.uri("events")).file_uris()
-    }
-    assert orphans, "the failed job's completed tasks should have left unreferenced files"
+    assert table_files(lake, "events") == before == referenced_files(lake, "events")
+
+
+class DiesBeforeCommit(DeltaRsEngine):
+    """An engine whose driver dies after Spark wrote the files, before the Delta commit."""
+
+    def _commit(self, *args, **kwargs) -> None:
+        raise RuntimeError("driver killed before the commit")
+
+
+def test_files_of_a_write_that_died_before_its_commit_are_vacuumed(spark, lake):
+    lake.write("events", events(spark, 100), partition_by=["dt"])
+    dying = Lake(lake.config, spark, DiesBeforeCommit(spark))
+    with pytest.raises(RuntimeError, match="before the commit"):
+        dying.write("events", events(spark, 300), partition_by=["dt"])
+    assert lake.version("events") == 0
+    assert lake.read("events").count() == 100
+    orphans = table_files(lake, "events") - referenced_files(lake, "events")
+    assert orphans and all(o.startswith("dt=") and o.endswith(".parquet") for o in orphans)
     removed = DeltaTable(lake.uri("events")).vacuum(
         retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True
     )
-    assert len(removed) == len(orphans)
+    assert set(removed) == orphans
+    assert table_files(lake, "events") == referenced_files(lake, "events")
     assert lake.read("events").count() == 100
+
+
+def test_spark_writes_its_files_into_the_tables_partition_folders(spark, lake):
+    lake.write("events", events(spark, 500), partition_by=["dt"])
+    lake.write("flat", events(spark, 50, partitions=2))
+    for table in ("events", "flat"):
+        on_disk = table_files(lake, table)
+        assert on_disk == referenced_files(lake, table), "no _SUCCESS, checksum or staged file"
+        assert not any(part.startswith(("_", ".")) for f in on_disk for part in f.split("/"))
+        assert [
+            p.name for p in Path(lake.uri(table)).iterdir() if p.name.startswith("write-")
+        ] == []
+    assert all(
+        re.fullmatch(r"dt=2026-01-0[1-3]/part-[^/]+\.parquet", f)
+        for f in table_files(lake, "events")
+    )
+    footer = pq.read_metadata(Path(lake.uri("flat")) / sorted(table_files(lake, "flat"))[0])
+    served_at = footer.schema.column(footer.schema.names.index("served_at"))
+    assert served_at.physical_type == "INT64", "TIMESTAMP_MICROS, not Spark's legacy INT96"
+    assert "isAdjustedToUTC=true, timeUnit=microseconds" in str(served_at.logical_type)
+
+
+def test_statistics_in_the_log_match_the_rows_of_each_file(spark, lake):
+    df = spark.range(0, 400, numPartitions=2).select(
+        F.when(F.col("id") % 5 == 0, F.lit(None)).otherwise(F.col("id")).alias("n"),
+        # One file holds a NaN: its bounds on x cannot be stated, the other files' can.
+        F.when(F.col("id") == 7, F.lit(float("nan"))).otherwise(F.col("id") / 3).alias("x"),
+        F.timestamp_micros(F.lit(DAY0 * 1_000_000) + F.col("id") * 1_000_123).alias("at"),
+        F.when(F.col("id") % 3 == 0, F.lit("third")).alias("label"),
+        (F.col("id") % 2).cast("int").alias("part"),
+    )
+    lake.write("stats", df, partition_by=["part"])
+    lake.append_arrow("stats", df.where("id < 20").toArrow())  # the driver-side writer
+    root = Path(lake.uri("stats"))
+    adds = [
+        json.loads(line)["add"]
+        for log in sorted((root / "_delta_log").glob("*.json"))
+        for line in log.read_text().splitlines()
+        if '"add"' in line
+    ]
+    assert len(adds) >= 5 and sum(json.loads(a["stats"])["numRecords"] for a in adds) == 420
+    unbounded_x = 0
+    for add in adds:
+        stats = json.loads(add["stats"])
+        rows = pq.read_table(root / unquote(add["path"]))
+        assert stats["numRecords"] == rows.num_rows
+        assert set(add["partitionValues"]) == {"part"}
+        assert stats["nullCount"] == {c: rows.column(c).null_count for c in rows.column_names}
+        n = rows.column("n").drop_null().to_pylist()
+        assert {v % 2 for v in n} == {int(add["partitionValues"]["part"])}
+        assert (stats["minValues"]["n"], stats["maxValues"]["n"]) == (min(n), max(n))
+        x = rows.column("x").to_pylist()
+        if any(math.isnan(v) for v in x):
+            unbounded_x += 1
+            assert "x" not in stats["minValues"] and "x" not in stats["maxValues"]
+        else:
+            assert (stats["minValues"]["x"], stats["maxValues"]["x"]) == (min(x), max(x))
+        at = rows.column("at").to_pylist()
+        low, high = (dt.datetime.fromisoformat(stats[k]["at"]) for k in ("minValues", "maxValues"))
+        millisecond = dt.timedelta(milliseconds=1)
+        assert low <= min(at) < low + millisecond and high - millisecond < max(at) <= high
+        assert "label" not in stats["minValues"], "strings carry null counts only"
+    assert unbounded_x == 2, "the Spark file and the Arrow file holding id 7"
 
 
 def test_partition_values_with_special_characters_and_nulls(spark, lake):

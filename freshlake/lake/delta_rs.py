@@ -1,14 +1,15 @@
-"""The `delta-rs` engine: Spark tasks write Parquet, the driver commits them in one transaction.
+"""The `delta-rs` engine: Spark writes Parquet, the driver commits the files in one transaction.
 
-No JVM jars are needed. The commit is atomic: a job that fails before it leaves no new table
-version (only unreferenced files, which `vacuum(full=True)` removes). Idempotent writes check
+No JVM jars are needed. Spark's own Parquet writer writes a DataFrame's files inside the table
+(`spark_writer`); the driver builds Add actions from their footers and commits them with
+delta-rs. The commit is atomic: a job that fails before it leaves no new table
+version (at most unreferenced files, which `vacuum(full=True)` removes). Idempotent writes check
 `transaction_version(app_id)` before committing, because delta-rs records app transactions
 but does not enforce them (docs/design.md section 7.3).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
+from freshlake.lake.arrow_writer import write_arrow_files
 from freshlake.lake.delta_rs_ops import compact_small_files, delete_where
 from freshlake.lake.engine import (
     MERGE_SOURCE,
@@ -35,15 +37,13 @@ from freshlake.lake.engine import (
     merge_predicate,
     nullable_fields,
 )
-from freshlake.lake.task_writer import (
-    FILE_METADATA_SCHEMA,
-    make_task_writer,
-    partition_value_string,
-)
+from freshlake.lake.file_stats import WrittenFile
+from freshlake.lake.hive_paths import partition_value_string
+from freshlake.lake.spark_writer import write_spark_files
 
 
 class DeltaRsEngine(LakeEngine):
-    """Delta tables written by Spark tasks and committed by delta-rs on the driver."""
+    """Delta tables written by Spark's Parquet writer and committed by delta-rs on the driver."""
 
     name = "delta-rs"
 
@@ -84,15 +84,12 @@ class DeltaRsEngine(LakeEngine):
         app_id: str | None = None,
         app_version: int | None = None,
     ) -> WriteResult:
-        """Write the Parquet files on the driver (the Spark tasks' writer) and commit them."""
+        """Write the Parquet files on the driver with pyarrow (no Spark job) and commit them."""
         table = self._open(uri)
         if _already_committed(table, app_id, app_version):
             return WriteResult(uri, table.version(), skipped=True)
         partition_by = self._partition_by(uri, table, data.schema, partition_by)
-        file_schema = pa.schema([f for f in data.schema if f.name not in partition_by])
-        writer = make_task_writer(_absolute(uri), partition_by, file_schema)
-        described = [row for batch in writer(iter(data.to_batches())) for row in batch.to_pylist()]
-        actions = _add_actions(described, data_change=True)
+        actions = _add_actions(write_arrow_files(_absolute(uri), data, partition_by), True)
         props = _commit_properties(app_id, app_version, None)
         self._commit(uri, table, data.schema, actions, "append", partition_by, None, props)
         return WriteResult(uri, self.version(uri), files=len(actions), rows=data.num_rows)
@@ -211,12 +208,9 @@ class DeltaRsEngine(LakeEngine):
         partition_by: list[str],
         data_change: bool,
     ) -> tuple[list[AddAction], int]:
-        """Spark tasks write `df` as Parquet under the table; the Add actions describing them."""
-        file_schema = pa.schema([f for f in schema if f.name not in partition_by])
-        writer = make_task_writer(_absolute(uri), partition_by, file_schema)
-        described = df.select(*schema.names).mapInArrow(writer, FILE_METADATA_SCHEMA).collect()
-        rows = [row.asDict() for row in described]
-        return _add_actions(rows, data_change), sum(row["num_records"] for row in rows)
+        """Spark writes `df` as Parquet inside the table; the Add actions describing its files."""
+        files = write_spark_files(df.select(*schema.names), _absolute(uri), partition_by, schema)
+        return _add_actions(files, data_change), sum(f.num_records for f in files)
 
     def read(self, uri: str, version: int | None = None) -> DataFrame:
         table = self.delta_table(uri, version=version)
@@ -312,18 +306,18 @@ def _commit_properties(
     )
 
 
-def _add_actions(described: Sequence[Mapping[str, Any]], data_change: bool) -> list[AddAction]:
-    """Add actions for files described by the task writer (`FILE_METADATA_SCHEMA` rows)."""
+def _add_actions(files: Sequence[WrittenFile], data_change: bool) -> list[AddAction]:
+    """One Add action per written file."""
     return [
         AddAction(
-            path=row["path"],
-            size=row["size"],
-            partition_values=json.loads(row["partition_values"]),
-            modification_time=row["modification_time"],
+            path=f.path,
+            size=f.size,
+            partition_values=f.partition_values,
+            modification_time=f.modification_time,
             data_change=data_change,
-            stats=row["stats"],
+            stats=f.stats,
         )
-        for row in described
+        for f in files
     ]
 
 
