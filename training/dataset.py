@@ -5,7 +5,7 @@ read block by block (a block: about `shuffle_buffer` rows of consecutive work un
 decoded once into tensors with its filter and shuffle applied in the same gather, and batches
 are views of it. With `num_workers` > 0, that many threads decode one shard each and hand their
 batches over as they are (no copy); with 0, blocks are decoded in the consuming thread. Parquet
-reads run `read_ahead` blocks ahead in a thread either way.
+reads run `read_ahead` blocks ahead in a thread of their own when decoding is inline.
 
 Each yielded `Batch` says where its shard stands afterwards, so a trainer can checkpoint exactly
 what it consumed and `set_epoch(epoch, resume=...)` continues from there. The dataset is also a
@@ -97,22 +97,23 @@ class DeltaExamples(IterableDataset):
 
     def iter_shard(self, shard: int, n_shards: int) -> Iterator[Batch]:
         """Batches of one shard from its resume position to the end of the epoch."""
-        return self._slice(shard, n_shards, self._decoded(shard, n_shards))
+        return self._slice(shard, n_shards, self._decoded(shard, n_shards, self.read_ahead))
 
     def _worker(self, shard: int, n_shards: int) -> Iterator[Batch]:
-        """One shard's batches, its blocks decoded ahead by a thread of its own (started now)."""
-        name = f"loader-decode-{shard}"
-        return self._slice(
-            shard, n_shards, background(self._decoded(shard, n_shards), DECODED_AHEAD, name)
-        )
+        """One shard's batches, its blocks read and decoded ahead by a thread of its own (started
+        now; it runs ahead of the consumer already, so it reads no further ahead)."""
+        decoded = self._decoded(shard, n_shards, read_ahead=0)
+        name = f"loader-worker-{shard}"
+        return self._slice(shard, n_shards, background(decoded, DECODED_AHEAD, name))
 
-    def _decoded(self, shard: int, n_shards: int) -> Iterator[tuple[int, Batch]]:
-        """(index, block decoded) for the shard's blocks from its resume block on."""
+    def _decoded(self, shard: int, n_shards: int, read_ahead: int) -> Iterator[tuple[int, Batch]]:
+        """(index, block decoded) for the shard's blocks from its resume block on, Parquet reads
+        `read_ahead` blocks ahead in a thread."""
         grouped = self.shard_blocks(shard, n_shards)
         start = self.resume.get(shard, (0, 0))[0]
         tables: Iterable[pa.Table] = map(self._read, grouped[start:])
-        if self.read_ahead:
-            tables = background(tables, self.read_ahead, f"loader-read-{shard}")
+        if read_ahead:
+            tables = background(tables, read_ahead, f"loader-read-{shard}")
         for index, table in enumerate(tables, start):
             block = to_batch(table, self.layout, self.extras, self._order(table, shard, index))
             yield index, block.pin_memory() if self.pin_memory else block
