@@ -1,11 +1,17 @@
-"""Loader throughput: rows/s of the default Delta loader, of Petastorm (in its own environment,
-when .venv-petastorm exists) and of a raw pyarrow read of the same files (the ceiling), one run.
+"""Loader throughput beside a raw pyarrow read of the same files (the ceiling), one run.
 
-    .venv/bin/python bench/bench_loader.py [--rows 1000000] [--batch-size 4096]
+    .venv/bin/python bench/bench_loader.py [--rows 1000000] [--batch-size 4096] [--repeat 5]
 
-Every loader reads the same snapshot (feature columns, label, weight, split) and the first two
-deliver torch batches; the raw read only decodes Parquet into Arrow. Prints one line per loader
-and each one's ratio to the raw read.
+Every loader reads the same snapshot columns (the layout's 10: features, label, weight) and
+delivers torch batches, rows shuffled; the raw read only decodes the same row groups into Arrow.
+Measured, each `--repeat` times in turns (best wall time and its CPU time are printed):
+
+- raw pyarrow: `read_row_group` of every work unit (pyarrow's own threads);
+- the default loader with 0 workers (decode in the consuming thread) and 2 workers (threads);
+- torch's DataLoader over the same dataset with 2 worker processes, for reference;
+- a no-op training step fed as the trainer feeds it (`train_dataset` / `epoch_batches`: train
+  split only, `training.num_workers`, `batch.to(device)`): the batches/s and rows/s it receives;
+- Petastorm in its own environment, when `.venv-petastorm` exists (`make test-petastorm`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,36 +32,74 @@ from freshlake.training.batch import FeatureLayout  # noqa: E402
 from freshlake.training.snapshot import open_snapshot  # noqa: E402
 from freshlake.training.synthetic import SYNTHETIC_SPEC  # noqa: E402
 
-PETASTORM_PYTHON = REPO / ".venv-petastorm" / "bin" / "python"
+PETASTORM_VENV = REPO / ".venv-petastorm"
+PETASTORM_PYTHON = PETASTORM_VENV / "bin" / "python"
 
 
-def timed(count_rows) -> dict[str, float]:
-    start = time.perf_counter()
+def timed(count_rows: Callable[[], int]) -> dict[str, float]:
+    """Rows, wall and CPU seconds (all threads of this process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     rows = count_rows()
-    seconds = time.perf_counter() - start
-    return {"rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds)}
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"rows": rows, "seconds": round(wall, 4), "cpu_seconds": round(cpu, 4)}
 
 
 def raw_pyarrow(uri: str, layout: FeatureLayout) -> int:
     from freshlake.training.units import open_file, plan_units
 
-    columns = [*layout.columns(), "split"]
+    columns = layout.columns()
     return sum(
         open_file(u.uri).read_row_group(u.row_group, columns=columns).num_rows
         for u in plan_units(open_snapshot(uri))
     )
 
 
-def default_loader(uri: str, layout: FeatureLayout, batch_size: int, workers: int) -> int:
-    from torch.utils.data import DataLoader
-
+def dataset(uri: str, layout: FeatureLayout, batch_size: int):
     from freshlake.training.dataset import DeltaExamples
     from freshlake.training.units import plan_units
 
-    dataset = DeltaExamples(
+    return DeltaExamples(
         plan_units(open_snapshot(uri)), layout, batch_size=batch_size, shuffle_buffer=65_536
     )
-    return sum(len(b) for b in DataLoader(dataset, batch_size=None, num_workers=workers))
+
+
+def default_loader(uri: str, layout: FeatureLayout, batch_size: int, workers: int) -> int:
+    return sum(len(b) for b in dataset(uri, layout, batch_size).batches(workers))
+
+
+def dataloader_processes(uri: str, layout: FeatureLayout, batch_size: int, workers: int) -> int:
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset(uri, layout, batch_size), batch_size=None, num_workers=workers)
+    return sum(len(b) for b in loader)
+
+
+def noop_training(uri: str, layout: FeatureLayout, batch_size: int, steps: list[int]) -> int:
+    """Rows a training loop that does nothing with its batches receives, fed by the trainer's
+    own loader set-up; appends the number of steps to `steps`."""
+    from freshlake.config import Config
+    from freshlake.training.checkpoint import TrainState
+    from freshlake.training.distributed import DistContext
+    from freshlake.training.trainer import epoch_batches, train_dataset
+    from freshlake.training.units import plan_units
+
+    config = Config()
+    config.training.batch_size = batch_size
+    ctx = DistContext(rank=0, world_size=1, local_rank=0, device=_device(), backend=None)
+    snapshot = open_snapshot(uri)
+    data = train_dataset(config, plan_units(snapshot), layout, ctx)
+    rows = count = 0
+    for batch in epoch_batches(config, data, snapshot, TrainState(n_shards=1)):
+        batch = batch.to(ctx.device)
+        rows, count = rows + len(batch), count + 1
+    steps.append(count)
+    return rows
+
+
+def _device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def petastorm_loader(uri: str, layout: FeatureLayout, batch_size: int) -> int:
@@ -65,7 +110,7 @@ def petastorm_loader(uri: str, layout: FeatureLayout, batch_size: int) -> int:
 
 
 def run_petastorm_env(uri: str, batch_size: int) -> dict | str:
-    if not PETASTORM_PYTHON.exists():
+    if not (PETASTORM_VENV / ".installed").exists():
         return "skipped: no .venv-petastorm (make test-petastorm builds it)"
     cmd = [str(PETASTORM_PYTHON), "-W", "ignore", __file__, "--petastorm-only", uri]
     cmd += ["--batch-size", str(batch_size)]
@@ -73,11 +118,17 @@ def run_petastorm_env(uri: str, batch_size: int) -> dict | str:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def best_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    best = min(runs, key=lambda r: r["seconds"])
+    return {**best, "rows_per_s": round(best["rows"] / best["seconds"])}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--rows-per-group", type=int, default=65_536)
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each, in turns")
     parser.add_argument("--petastorm-only", metavar="URI", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.petastorm_only:
@@ -93,6 +144,7 @@ def main() -> int:
 
     from freshlake.training.synthetic import synthetic_examples, write_synthetic_table
 
+    steps: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"{tmp}/examples"
         table = synthetic_examples(args.rows, seed=1, negative_rate=1.0)
@@ -101,27 +153,40 @@ def main() -> int:
         layout = FeatureLayout.from_spec(SYNTHETIC_SPEC, snapshot.columns)
         print(
             f"table: {snapshot.num_rows} rows, {len(snapshot.files)} files, "
-            f"{len(layout.columns())} columns read, batch {args.batch_size}"
+            f"{len(layout.columns())} columns read, batch {args.batch_size}, "
+            f"best of {args.repeat}"
         )
-        results = {
-            "raw pyarrow (ceiling)": timed(lambda: raw_pyarrow(uri, layout)),
-            "default loader, 0 workers": timed(
-                lambda: default_loader(uri, layout, args.batch_size, 0)
-            ),
-            "default loader, 2 workers": timed(
-                lambda: default_loader(uri, layout, args.batch_size, 2)
-            ),
-            "petastorm (own env)": run_petastorm_env(uri, args.batch_size),
+        size = args.batch_size
+        cases: dict[str, Callable[[], int]] = {
+            "raw pyarrow (ceiling)": lambda: raw_pyarrow(uri, layout),
+            "loader, 0 workers": lambda: default_loader(uri, layout, size, 0),
+            "loader, 2 workers": lambda: default_loader(uri, layout, size, 2),
+            "DataLoader, 2 processes": lambda: dataloader_processes(uri, layout, size, 2),
+            "no-op training step": lambda: noop_training(uri, layout, size, steps),
         }
+        runs: dict[str, list] = {name: [] for name in cases}
+        for _ in range(args.repeat):
+            for name, case in cases.items():
+                runs[name].append(timed(case))
+        results: dict[str, dict | str] = {name: best_of(r) for name, r in runs.items()}
+        results["petastorm (own env)"] = run_petastorm_env(uri, args.batch_size)
     ceiling = results["raw pyarrow (ceiling)"]["rows_per_s"]
     for name, result in results.items():
         if isinstance(result, str):
-            print(f"{name:28s} {result}")
+            print(f"{name:26s} {result}")
             continue
+        rate = result.get("rows_per_s") or round(result["rows"] / result["seconds"])
         print(
-            f"{name:28s} {result['rows_per_s']:>12,} rows/s  ({result['rows']} rows in "
-            f"{result['seconds']} s)  {result['rows_per_s'] / ceiling:.2f}x raw"
+            f"{name:26s} {rate:>11,} rows/s  ({result['rows']} rows in {result['seconds']} s, "
+            f"CPU {result['cpu_seconds']} s)  {rate / ceiling:.2f}x raw"
         )
+    zero, two = results["loader, 0 workers"], results["loader, 2 workers"]
+    step = results["no-op training step"]
+    print(f"2 workers / 0 workers: {two['rows_per_s'] / zero['rows_per_s']:.2f}x")
+    print(
+        f"no-op training step receives {steps[-1] / step['seconds']:,.0f} batches/s "
+        f"({step['rows_per_s']:,} rows/s of the train split, {steps[-1]} steps)"
+    )
     return 0
 
 
