@@ -171,9 +171,10 @@ class BuildCounts:
         return actions.observe(self._actions, F.count(F.lit(1)).alias("rows"))
 
     def action_times(self, times: DataFrame) -> DataFrame:
-        """`freshlake.features.labeling.action_times` output, counting its distinct actions."""
+        """`freshlake.features.labeling.action_times` output, counting its distinct actions
+        (as `count_distinct` would: an action without impression_id is no distinct action)."""
         sizes = [F.size(times_column(a)) for a in labeled_actions(self.labels)]
-        unique = F.sum(sum(sizes[1:], sizes[0]))
+        unique = F.sum(F.when(F.col("impression_id").isNotNull(), sum(sizes[1:], sizes[0])))
         return times.observe(self._unique_actions, unique.alias("rows"))
 
     def outcomes(self, classified: DataFrame) -> DataFrame:
