@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import socket
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
+
+# Event time zero of the joiner tests' events.
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def free_port() -> int:
@@ -48,6 +52,44 @@ def stream_config(config, kafka_broker, tmp_path):
             ),
         }
     )
+
+
+@pytest.fixture
+def join_config(stream_config):
+    """Every impression kept (negative rate 1), so each matured one must appear exactly once;
+    a 60-minute attribution window and a 1-minute watermark delay."""
+    from freshlake.config import build_config
+
+    tree = stream_config.model_dump(mode="json")
+    tree["sampling"]["negative_rate"] = 1.0
+    tree["sampling"]["rare_item"]["boost"] = 1.0
+    tree["quality"]["imputation"] = {"hour": 12}
+    tree["labels"]["attribution_window_seconds"] = 3600
+    tree["labels"]["clock_skew_seconds"] = 60
+    tree["streaming"]["watermark_delay_seconds"] = 60
+    return build_config(tree)
+
+
+def impression(impression_id: str, minutes: float, **extra) -> dict:
+    """An impression served `minutes` after T0."""
+    return {
+        "impression_id": impression_id,
+        "user_id": "u1",
+        "item_id": "item-1",
+        "served_at": T0 + timedelta(minutes=minutes),
+        "position": 1,
+        "features": {"device": "ios", "hour": 12, "query": "red shoes"},
+        **extra,
+    }
+
+
+def action(impression_id: str, kind: str, minutes: float) -> dict:
+    """An action of `kind` `minutes` after T0."""
+    return {
+        "impression_id": impression_id,
+        "action": kind,
+        "action_at": T0 + timedelta(minutes=minutes),
+    }
 
 
 def create_topic(bootstrap_servers: str, topic: str, partitions: int = 2) -> None:

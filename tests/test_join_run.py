@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
-import pytest
+from datetime import datetime, timedelta
 
 from freshlake.streaming.join_plan import JOINER_QUERY
 from freshlake.streaming.join_sink import FRESH_ACTIONS, FRESH_EXAMPLES, JoinerSink, restore_state
@@ -12,42 +10,12 @@ from freshlake.streaming.joiner import joiner_stream
 from freshlake.streaming.metrics import MetricsRecorder, read_metrics_log
 from freshlake.streaming.producer import EventLogger, ensure_topics
 from freshlake.streaming.queries import metrics_log_path, prepare_session, start_query
-
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def join_config(stream_config):
-    """Every impression kept, a 60-minute window and a 1-minute watermark delay."""
-    from freshlake.config import build_config
-
-    tree = stream_config.model_dump(mode="json")
-    tree["sampling"]["negative_rate"] = 1.0
-    tree["sampling"]["rare_item"]["boost"] = 1.0
-    tree["quality"]["imputation"] = {"hour": 12}
-    tree["labels"]["attribution_window_seconds"] = 3600
-    tree["labels"]["clock_skew_seconds"] = 60
-    tree["streaming"]["watermark_delay_seconds"] = 60
-    return build_config(tree)
+from tests.streaming_fixtures import T0, action, impression
 
 
 def at(minutes: float) -> datetime:
-    return T0 + timedelta(minutes=minutes)
-
-
-def impression(impression_id: str, minutes: float) -> dict:
-    return {
-        "impression_id": impression_id,
-        "user_id": "u1",
-        "item_id": "item-1",
-        "served_at": at(minutes),
-        "position": 1,
-        "features": {"device": "ios", "hour": 12, "query": "red shoes"},
-    }
-
-
-def action(impression_id: str, kind: str, minutes: float) -> dict:
-    return {"impression_id": impression_id, "action": kind, "action_at": at(minutes)}
+    """T0 + minutes, naive UTC as Spark's collect returns it."""
+    return (T0 + timedelta(minutes=minutes)).replace(tzinfo=None)
 
 
 def log_events(config) -> None:
@@ -95,11 +63,11 @@ def test_one_pass_writes_each_impression_once_and_restores_the_same_state(spark,
         "none": (0, 0),
         "dup": (0, 0),
     }
-    assert rows["twice"].first_action_at == at(9).replace(tzinfo=None)
+    assert rows["twice"].first_action_at == at(9)
     likes = lake.read(FRESH_ACTIONS).select("impression_id", "action", "action_at").collect()
     assert sorted(tuple(r) for r in likes) == [
-        ("clicked", "like", at(10).replace(tzinfo=None)),
-        ("heartbeat", "like", at(71).replace(tzinfo=None)),
+        ("clicked", "like", at(10)),
+        ("heartbeat", "like", at(71)),
     ]
     metrics = read_metrics_log(metrics_log)
     # the second copy of "dup", twice's later click, clicked's re-sent like
@@ -107,7 +75,7 @@ def test_one_pass_writes_each_impression_once_and_restores_the_same_state(spark,
     assert sum(m["positives"] for m in metrics) == 2
 
     state = sink.state
-    assert state.watermark == at(69).replace(tzinfo=None)
+    assert state.watermark == at(69)
     assert set(state.written) == {"clicked", "twice", "none", "dup"}
     assert set(state.positives) == {"clicked", "twice"}
     assert restore_state(lake, join_config, state.watermark) == state

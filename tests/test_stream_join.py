@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import pytest
 
@@ -11,41 +11,7 @@ from freshlake.streaming.joiner import start_joiner
 from freshlake.streaming.metrics import MetricsRecorder, read_metrics_log
 from freshlake.streaming.producer import EventLogger, ensure_topics
 from freshlake.streaming.queries import metrics_log_path
-
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def join_config(stream_config):
-    """Every impression kept (negative rate 1), so each matured one must appear exactly once."""
-    from freshlake.config import build_config
-
-    tree = stream_config.model_dump(mode="json")
-    tree["sampling"]["negative_rate"] = 1.0
-    tree["sampling"]["rare_item"]["boost"] = 1.0
-    tree["quality"]["imputation"] = {"hour": 12}
-    tree["streaming"]["watermark_delay_seconds"] = 60
-    return build_config(tree)
-
-
-def impression(impression_id: str, minutes: float, **extra) -> dict:
-    return {
-        "impression_id": impression_id,
-        "user_id": "u1",
-        "item_id": "item-1",
-        "served_at": T0 + timedelta(minutes=minutes),
-        "position": 1,
-        "features": {"device": "ios", "hour": 12, "query": "red shoes"},
-        **extra,
-    }
-
-
-def action(impression_id: str, kind: str, minutes: float) -> dict:
-    return {
-        "impression_id": impression_id,
-        "action": kind,
-        "action_at": T0 + timedelta(minutes=minutes),
-    }
+from tests.streaming_fixtures import T0, action, impression
 
 
 def run_joiner(spark, config, lake) -> None:
