@@ -14,10 +14,9 @@ import pytest
 
 from freshlake.cli import run_module
 from freshlake.config import GenerateConfig
-from freshlake.features.validation import IMPRESSIONS
-from freshlake.ingest.files import ingest_files
-from freshlake.ingest.loader import ingest_source
-from freshlake.ingest.sources import list_input_files, read_raw_records
+from freshlake.ingest.files import file_source, ingest_files
+from freshlake.ingest.loader import ingest_sources
+from freshlake.ingest.sources import list_input_files
 from freshlake.lake import Lake
 from freshlake.synth import MANIFEST, generate_logs
 
@@ -155,7 +154,7 @@ def test_csv_and_parquet_take_the_same_path_as_jsonl(spark, config, lake, tmp_pa
 
 
 class CrashBeforeQuarantine(Lake):
-    """A lake whose quarantine commit fails, like a job killed between its two commits."""
+    """A lake whose quarantine commit fails, like a job killed between two tables' commits."""
 
     def write(self, table, df, **options):
         if table == "quarantine":
@@ -164,19 +163,66 @@ class CrashBeforeQuarantine(Lake):
 
 
 def test_crash_between_table_commits_is_repaired_by_a_rerun(spark, config, lake, log_files):
-    (file,) = list_input_files(spark, [str(log_files["impressions"])])
-    args = dict(source_file=file.path, app_id="test-source", run_id="r", now=datetime.now(UTC))
+    sources = [
+        file_source(spark, kind, file)
+        for kind, path in log_files.items()
+        for file in list_input_files(spark, [str(path)])
+    ]
+    run = dict(run_id="r", now=datetime.now(UTC))
     crashing = CrashBeforeQuarantine(config.lake, spark)
     with pytest.raises(RuntimeError, match="killed"):
-        ingest_source(crashing, config, IMPRESSIONS, read_raw_records(spark, file), **args)
+        ingest_sources(crashing, config, sources, **run)
     assert lake.read("impressions").count() == len(GOOD) + 1
-    assert not lake.exists("quarantine")
+    assert not lake.exists("quarantine") and not lake.exists("actions")
 
-    outcome = ingest_source(lake, config, IMPRESSIONS, read_raw_records(spark, file), **args)
-    assert outcome.skipped_tables == ["impressions"]
+    impressions, actions = ingest_sources(lake, config, sources, **run)
+    assert (impressions.skipped_tables, actions.skipped_tables) == (["impressions"], [])
     assert lake.read("impressions").count() == len(GOOD) + 1, "nothing written twice"
-    assert lake.read("quarantine").count() == len(BAD) + 2
-    assert outcome.records == outcome.valid + sum(outcome.quarantined.values())
+    assert lake.read("quarantine").count() == len(BAD) + 2 + 1
+    assert lake.read("actions").count() == 2
+    for outcome in (impressions, actions):
+        assert outcome.records == outcome.valid + sum(outcome.quarantined.values())
+    assert impressions.records == len(log_files["impressions"].read_text().splitlines())
+
+
+TABLES = ("impressions", "actions", "quarantine")
+
+
+def test_a_run_commits_once_per_table_with_an_app_transaction_per_file(
+    spark, config, lake, tmp_path
+):
+    folder = tmp_path / "in"
+    bad = list(BAD.values())
+    for i in range(3):
+        write_jsonl(folder / "impressions" / f"part-{i}.jsonl", [*GOOD[3 * i : 3 * i + 3], bad[i]])
+        write_jsonl(folder / "actions" / f"part-{i}.jsonl", [ACTION_LINES[i]])
+    inputs = {kind: [str(folder / kind)] for kind in ("impressions", "actions")}
+
+    summary = ingest_files(config, spark, inputs)
+
+    assert {t: lake.version(t) for t in TABLES} == dict.fromkeys(TABLES, 0)
+    app_ids = {kind: [o.app_id for o in summary.outcomes if o.kind == kind] for kind in inputs}
+    assert [len(ids) for ids in app_ids.values()] == [3, 3]
+    every = app_ids["impressions"] + app_ids["actions"]
+    for table, ids in (*app_ids.items(), ("quarantine", every)):
+        assert lake.transaction_versions(table, every) == dict.fromkeys(ids, 1), table
+    files = json.loads(lake.last_commit("impressions").metadata["source_files"])
+    assert sorted(files) == sorted(o.source_file for o in summary.outcomes[:3])
+    for i, outcome in enumerate(o for o in summary.outcomes if o.kind == "impressions"):
+        assert (outcome.records, outcome.valid, outcome.quarantined) == (4, 3, {list(BAD)[i]: 1})
+    assert lake.read("quarantine").count() == 3 + 1  # three bad impressions, one unknown action
+
+    again = ingest_files(config, spark, inputs)
+    assert all(o.skipped for o in again.outcomes)
+    assert {t: lake.version(t) for t in TABLES} == dict.fromkeys(TABLES, 0)
+
+    write_jsonl(folder / "impressions" / "part-3.jsonl", [_impression(50), bad[3]])
+    third = ingest_files(config, spark, inputs)
+    assert [o.source_file.rsplit("/", 1)[-1] for o in third.outcomes if not o.skipped] == [
+        "part-3.jsonl"
+    ]
+    assert {t: lake.version(t) for t in TABLES} == {"impressions": 1, "actions": 0, "quarantine": 1}
+    assert lake.read("impressions").count() == 9 + 1
 
 
 def test_directory_with_two_formats_needs_a_choice(spark, tmp_path):

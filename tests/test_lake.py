@@ -98,6 +98,17 @@ def test_repeated_app_transaction_writes_nothing(spark, lake):
     assert not other.skipped and lake.read("events").count() == 600
 
 
+def test_one_commit_records_several_app_transactions(spark, lake):
+    df = events(spark, 60)
+    both = {"file-a": 1, "file-b": 1}
+    assert lake.write("events", df, partition_by=["dt"], app_transactions=both).version == 0
+    assert lake.transaction_versions("events", ["file-a", "file-b", "file-c"]) == both
+    assert lake.write("events", df, app_transactions=both).skipped
+    with pytest.raises(ValueError, match="1 of the write's 2 app transactions"):
+        lake.write("events", df, app_transactions={"file-b": 1, "file-c": 1})
+    assert lake.version("events") == 0 and lake.read("events").count() == 60
+
+
 def test_arrow_appends_read_like_spark_writes_and_are_idempotent(spark, lake):
     df = events(spark, 400)
     lake.write("events", df.where("id < 200"), partition_by=["dt"])

@@ -1,20 +1,25 @@
 """Validated raw records into the `impressions` / `actions` tables and `quarantine`, idempotently.
 
-One source (a file) is written with one app transaction per target table, `app_id` derived from
-the file's identity: a re-run skips every table that already holds that source, so re-ingesting
-a file is a no-op and a crash between the two commits is repaired by running again. Counts
-reconcile exactly: records read = valid + quarantined (by reason), checked against what each
-commit wrote. Nothing is deduplicated here; the batch builder deduplicates and counts.
+A run writes all its sources (files) in one commit per table. Each commit records one app
+transaction per source it holds, `app_id` derived from the source's identity: a re-run leaves
+out of each table the sources it already holds, so re-ingesting a file is a no-op and a crash
+between two tables' commits is repaired by running again. Counts reconcile exactly, per source:
+records read = valid + quarantined (by reason), checked against what each commit wrote. Nothing
+is deduplicated here; the batch builder deduplicates and counts.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import reduce
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from freshlake import contract
 from freshlake.config import Config
@@ -29,10 +34,23 @@ from freshlake.features.validation import (
 from freshlake.lake import Lake
 
 QUARANTINE_TABLE = contract.QUARANTINE
+# Which source of a run a checked record came from (its index in the run's list).
+SOURCE_INDEX = "_source_index"
 
 
 class ReconciliationError(RuntimeError):
     """A commit wrote a different number of rows than validation counted."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input of a run: what its records are, what identifies it, and how to read it."""
+
+    contract: RecordContract  # impressions or actions
+    name: str  # reported as the outcome's source_file: a file, or a dataset's folder
+    app_id: str  # the app transaction marking it as ingested into a table
+    clock: datetime  # future event times are judged against it (a file's modification time)
+    read: Callable[[], DataFrame]  # its raw records (`value`, `source_file`, `parse_error`)
 
 
 @dataclass
@@ -54,6 +72,10 @@ class SourceOutcome:
     def skipped(self) -> bool:
         """True when every table already held the source: nothing was read or written."""
         return set(self.skipped_tables) == set(self.tables)
+
+    def pending(self, table: str) -> bool:
+        """True when this run writes the source to `table`."""
+        return table in self.tables and table not in self.skipped_tables
 
 
 @dataclass
@@ -113,66 +135,128 @@ class IngestSummary:
         return out
 
 
-def ingest_source(
+def ingest_sources(
     lake: Lake,
     config: Config,
-    contract: RecordContract,
-    raw: DataFrame,
+    sources: Sequence[Source],
     *,
-    source_file: str,
-    app_id: str,
     run_id: str,
     now: datetime,
-    clock: datetime | None = None,
-) -> SourceOutcome:
-    """Validate one source's raw records and commit them to its table and the quarantine.
+) -> list[SourceOutcome]:
+    """Validate the sources' records and commit them, one commit per table; an outcome per source.
 
-    Each table is checked for `app_id` first and skipped if it already holds this source.
-    `clock` is what future event times are judged against (default `now`, the time recorded
-    as `quarantined_at`); file ingest passes the file's modification time, so a re-run after
-    a crash classifies every record exactly as the first attempt did.
+    A source is left out of every table that already holds it (its app transaction is there),
+    and not read at all when all of its tables do. `now` is recorded as `quarantined_at`. On an
+    engine that records fewer app transactions per commit than there are sources
+    (`max_app_transactions`), the sources are committed in groups of that size.
     """
-    tables = (contract.source, QUARANTINE_TABLE)
-    outcome = SourceOutcome(source_file, contract.source, app_id, tables)
-    outcome.skipped_tables = [t for t in tables if lake.transaction_version(t, app_id) is not None]
-    if outcome.skipped:
-        return outcome
-
-    # Parsed once, read by the count and both writes; on disk, as a file can outgrow memory.
-    checked = check_records(raw, contract, config, run_clock(clock or now))
-    checked = checked.persist(StorageLevel.DISK_ONLY)
-    try:
-        by_reason = {row[REASON]: row["count"] for row in checked.groupBy(REASON).count().collect()}
-        outcome.valid = by_reason.pop(None, 0)
-        outcome.quarantined = dict(sorted(by_reason.items()))
-        outcome.records = outcome.valid + sum(by_reason.values())
-        outputs = {
-            contract.source: (valid_rows(checked, contract, run_id), outcome.valid),
-            QUARANTINE_TABLE: (
-                quarantine_rows(checked, contract, run_id, run_clock(now)),
-                sum(by_reason.values()),
-            ),
-        }
-        for table, (rows, expected) in outputs.items():
-            if table in outcome.skipped_tables:
-                continue
-            # Committed even when empty: the app transaction records that the table has it.
-            result = lake.write(
-                table,
-                rows,
-                partition_by=["dt"],
-                app_id=app_id,
-                app_version=1,
-                metadata={"source_file": source_file, "run_id": run_id},
-            )
-            if result.skipped:  # a concurrent run committed this source meanwhile
+    outcomes = [
+        SourceOutcome(s.name, s.contract.source, s.app_id, (s.contract.source, QUARANTINE_TABLE))
+        for s in sources
+    ]
+    for table in dict.fromkeys(t for o in outcomes for t in o.tables):
+        held = lake.transaction_versions(table, [o.app_id for o in outcomes if table in o.tables])
+        for outcome in outcomes:
+            if table in outcome.tables and outcome.app_id in held:
                 outcome.skipped_tables.append(table)
-            elif result.rows != expected:
-                raise ReconciliationError(
-                    f"{source_file}: wrote {result.rows} rows to {table}, validation counted "
-                    f"{expected}"
+    pending = [(s, o) for s, o in zip(sources, outcomes, strict=True) if not o.skipped]
+    size = lake.engine.max_app_transactions or max(len(pending), 1)
+    for start in range(0, len(pending), size):
+        _ingest_group(lake, config, pending[start : start + size], run_id, now)
+    return outcomes
+
+
+def _ingest_group(
+    lake: Lake,
+    config: Config,
+    group: Sequence[tuple[Source, SourceOutcome]],
+    run_id: str,
+    now: datetime,
+) -> None:
+    """Check the group's records once per kind (kept on disk), count them, write each table once."""
+    outcomes = [outcome for _, outcome in group]
+    contracts: dict[str, RecordContract] = {}
+    members: dict[str, list[int]] = {}
+    for index, (source, _) in enumerate(group):
+        contracts[source.contract.source] = source.contract
+        members.setdefault(source.contract.source, []).append(index)
+    # Parsed once, read by the count and every write; on disk, as a run can outgrow memory.
+    checked = {
+        kind: _checked_records(config, group, indexes).persist(StorageLevel.DISK_ONLY)
+        for kind, indexes in members.items()
+    }
+    try:
+        for frame in checked.values():
+            _count(frame, outcomes)
+        for table in dict.fromkeys(t for o in outcomes for t in o.tables):
+            parts, writers = [], []
+            for kind, frame in checked.items():
+                pending = [i for i in members[kind] if outcomes[i].pending(table)]
+                if not pending:
+                    continue
+                if len(pending) < len(members[kind]):
+                    frame = frame.where(F.col(SOURCE_INDEX).isin(pending))
+                contract = contracts[kind]
+                parts.append(
+                    valid_rows(frame, contract, run_id)
+                    if table == kind
+                    else quarantine_rows(frame, contract, run_id, run_clock(now))
                 )
-            outcome.versions[table] = result.version
+                writers += [outcomes[i] for i in pending]
+            if parts:
+                _commit_table(lake, table, reduce(DataFrame.unionByName, parts), writers, run_id)
     finally:
-        checked.unpersist()
-    return outcome
+        for frame in checked.values():
+            frame.unpersist()
+
+
+def _checked_records(
+    config: Config, group: Sequence[tuple[Source, SourceOutcome]], indexes: Sequence[int]
+) -> DataFrame:
+    """The records of the group's sources at `indexes` (one kind), checked, tagged by source."""
+    frames = [
+        check_records(source.read(), source.contract, config, run_clock(source.clock)).withColumn(
+            SOURCE_INDEX, F.lit(index)
+        )
+        for index, (source, _) in ((i, group[i]) for i in indexes)
+    ]
+    return reduce(DataFrame.unionByName, frames)
+
+
+def _count(checked: DataFrame, outcomes: Sequence[SourceOutcome]) -> None:
+    """Fill in records, valid and quarantined (by reason) of the sources in `checked`."""
+    for row in checked.groupBy(SOURCE_INDEX, REASON).count().collect():
+        outcome = outcomes[row[SOURCE_INDEX]]
+        if row[REASON] is None:
+            outcome.valid = row["count"]
+        else:
+            outcome.quarantined[row[REASON]] = row["count"]
+    for outcome in outcomes:
+        outcome.quarantined = dict(sorted(outcome.quarantined.items()))
+        outcome.records = outcome.valid + sum(outcome.quarantined.values())
+
+
+def _commit_table(
+    lake: Lake, table: str, rows: DataFrame, writers: Sequence[SourceOutcome], run_id: str
+) -> None:
+    """Commit `rows` to `table` with one app transaction per source; reconcile the row count."""
+    expected = sum(o.valid if table == o.kind else sum(o.quarantined.values()) for o in writers)
+    # Committed even when empty: the app transactions record that the table has these sources.
+    result = lake.write(
+        table,
+        rows,
+        partition_by=["dt"],
+        app_transactions={o.app_id: 1 for o in writers},
+        metadata={"run_id": run_id, "source_files": json.dumps([o.source_file for o in writers])},
+    )
+    if result.skipped:  # a concurrent run committed these sources meanwhile
+        for outcome in writers:
+            outcome.skipped_tables.append(table)
+        return
+    if result.rows != expected:
+        raise ReconciliationError(
+            f"wrote {result.rows} rows to {table} from {len(writers)} sources, validation "
+            f"counted {expected}"
+        )
+    for outcome in writers:
+        outcome.versions[table] = result.version

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from functools import reduce
+from functools import partial, reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -31,7 +31,7 @@ from freshlake.features.timestamps import iso_text, parse_event_time
 from freshlake.features.validation import ACTIONS, IMPRESSIONS
 from freshlake.ingest import OBD_DIR
 from freshlake.ingest.files import finish_run
-from freshlake.ingest.loader import QUARANTINE_TABLE, IngestSummary, ingest_source
+from freshlake.ingest.loader import QUARANTINE_TABLE, IngestSummary, Source, ingest_sources
 from freshlake.ingest.sources import (
     CORRUPT_COLUMN,
     JSON_OPTIONS,
@@ -144,24 +144,23 @@ def ingest_obd(config: Config, spark: SparkSession, directory: str = OBD_DIR) ->
         impressions.append(file_impressions)
         actions.append(file_actions)
     dataset_id = hashlib.sha256("\n".join(f.fingerprint for f in files).encode()).hexdigest()[:24]
+    sources = [
+        Source(
+            contract,
+            directory,
+            f"freshlake-obd-{contract.source}-{dataset_id}",
+            max(f.modified_at for f in files),
+            partial(reduce, DataFrame.unionByName, frames),
+        )
+        for contract, frames in ((IMPRESSIONS, impressions), (ACTIONS, actions))
+    ]
     lake = open_lake(config, spark)
     with JobRun(JOB, config, lake) as run:
         summary = IngestSummary(run.run_id)
         run.details["files"] = [f.path for f in files]
         with run.timed("ingest"):
-            for contract, frames in ((IMPRESSIONS, impressions), (ACTIONS, actions)):
-                summary.outcomes.append(
-                    ingest_source(
-                        lake,
-                        config,
-                        contract,
-                        reduce(DataFrame.unionByName, frames),
-                        source_file=directory,
-                        app_id=f"freshlake-obd-{contract.source}-{dataset_id}",
-                        run_id=run.run_id,
-                        now=run.started_at,
-                        clock=max(f.modified_at for f in files),
-                    )
-                )
+            summary.outcomes = ingest_sources(
+                lake, config, sources, run_id=run.run_id, now=run.started_at
+            )
         finish_run(run, summary, ["impressions", "actions", QUARANTINE_TABLE])
     return summary

@@ -60,6 +60,7 @@ class Lake:
         replace_partitions: Mapping[str, Sequence[str]] | None = None,
         app_id: str | None = None,
         app_version: int | None = None,
+        app_transactions: Mapping[str, int] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> WriteResult:
         """Write to a table in one atomic commit (see `LakeEngine.write`)."""
@@ -71,6 +72,7 @@ class Lake:
             replace_partitions=replace_partitions,
             app_id=app_id,
             app_version=app_version,
+            app_transactions=app_transactions,
             metadata=metadata,
         )
 
@@ -100,6 +102,10 @@ class Lake:
 
     def transaction_version(self, table: str, app_id: str) -> int | None:
         return self.engine.transaction_version(self.uri(table), app_id)
+
+    def transaction_versions(self, table: str, app_ids: Sequence[str]) -> dict[str, int]:
+        """The last committed version of each app id the table has seen."""
+        return self.engine.transaction_versions(self.uri(table), app_ids)
 
     def read_arrow(self, table: str, version: int | None = None) -> pa.Table:
         """A small table's rows on the driver, at `version` or the latest."""

@@ -57,12 +57,14 @@ class DeltaRsEngine(LakeEngine):
         replace_partitions: Mapping[str, Sequence[str]] | None = None,
         app_id: str | None = None,
         app_version: int | None = None,
+        app_transactions: Mapping[str, int] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> WriteResult:
         if mode not in ("append", "overwrite"):
             raise ValueError(f"mode must be 'append' or 'overwrite', not {mode!r}")
         table = self._open(uri)
-        if _already_committed(table, app_id, app_version):
+        transactions = _transactions(app_id, app_version, app_transactions)
+        if _already_committed(uri, table, transactions):
             return WriteResult(uri, table.version(), skipped=True)
         schema = to_arrow_schema(df.schema, timezone="UTC")
         partition_by = self._partition_by(uri, table, schema, partition_by)
@@ -71,7 +73,7 @@ class DeltaRsEngine(LakeEngine):
             _check_inside(uri, actions, replace_partitions)
         self._commit(
             uri, table, schema, actions, mode, partition_by, replace_partitions,
-            _commit_properties(app_id, app_version, metadata),
+            _commit_properties(transactions, metadata),
         )  # fmt: skip
         return WriteResult(uri, self.version(uri), files=len(actions), rows=rows)
 
@@ -86,11 +88,12 @@ class DeltaRsEngine(LakeEngine):
     ) -> WriteResult:
         """Write the Parquet files on the driver with pyarrow (no Spark job) and commit them."""
         table = self._open(uri)
-        if _already_committed(table, app_id, app_version):
+        transactions = _transactions(app_id, app_version, None)
+        if _already_committed(uri, table, transactions):
             return WriteResult(uri, table.version(), skipped=True)
         partition_by = self._partition_by(uri, table, data.schema, partition_by)
         actions = _add_actions(write_arrow_files(_absolute(uri), data, partition_by), True)
-        props = _commit_properties(app_id, app_version, None)
+        props = _commit_properties(transactions, None)
         self._commit(uri, table, data.schema, actions, "append", partition_by, None, props)
         return WriteResult(uri, self.version(uri), files=len(actions), rows=data.num_rows)
 
@@ -285,24 +288,44 @@ class DeltaRsEngine(LakeEngine):
             self.delta_table(uri).alter.add_columns(columns)
 
 
-def _already_committed(
-    table: DeltaTable | None, app_id: str | None, app_version: int | None
-) -> bool:
-    """True when `app_version` of `app_id` is already in the table (delta-rs does not enforce it)."""
+def _transactions(
+    app_id: str | None, app_version: int | None, app_transactions: Mapping[str, int] | None
+) -> dict[str, int]:
+    """The app transactions a write records: `app_id` at `app_version`, or `app_transactions`."""
     if (app_id is None) != (app_version is None):
         raise ValueError("app_id and app_version go together")
-    if table is None or app_id is None:
+    if app_id is not None and app_transactions:
+        raise ValueError("pass app_id and app_version, or app_transactions, not both")
+    return {app_id: app_version} if app_id is not None else dict(app_transactions or {})
+
+
+def _already_committed(uri: str, table: DeltaTable | None, transactions: Mapping[str, int]) -> bool:
+    """True when every app transaction is already in the table (delta-rs does not enforce them).
+
+    A write only some of whose transactions are committed is refused: writing it would repeat
+    the rows of those, skipping it would lose the others.
+    """
+    if table is None or not transactions:
         return False
-    done = table.transaction_version(app_id)
-    return done is not None and app_version <= done
+    done = sorted(
+        app_id
+        for app_id, version in transactions.items()
+        if (last := table.transaction_version(app_id)) is not None and version <= last
+    )
+    if done and len(done) < len(transactions):
+        raise ValueError(
+            f"{uri}: {len(done)} of the write's {len(transactions)} app transactions are "
+            f"committed already ({done[0]}, ...); write the others without them"
+        )
+    return bool(done)
 
 
 def _commit_properties(
-    app_id: str | None, app_version: int | None, metadata: Mapping[str, Any] | None
+    transactions: Mapping[str, int], metadata: Mapping[str, Any] | None
 ) -> CommitProperties:
     return CommitProperties(
         custom_metadata=dict(metadata or {}) or None,
-        app_transactions=[Transaction(app_id, app_version)] if app_id is not None else None,
+        app_transactions=[Transaction(a, v) for a, v in transactions.items()] or None,
     )
 
 

@@ -51,6 +51,8 @@ class DeltaSparkEngine(LakeEngine):
     """Delta tables through `format("delta")`; idempotence via `txnAppId`/`txnVersion`."""
 
     name = "delta-spark"
+    # Spark's Delta writer takes one `txnAppId`/`txnVersion` per write.
+    max_app_transactions = 1
 
     def write(
         self,
@@ -62,8 +64,13 @@ class DeltaSparkEngine(LakeEngine):
         replace_partitions: Mapping[str, Sequence[str]] | None = None,
         app_id: str | None = None,
         app_version: int | None = None,
+        app_transactions: Mapping[str, int] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> WriteResult:
+        if app_transactions:
+            if app_id is not None or len(app_transactions) > 1:
+                raise ValueError("delta-spark records one app transaction per write")
+            ((app_id, app_version),) = app_transactions.items()
         if app_id is not None:
             done = self.transaction_version(uri, app_id)
             if done is not None and app_version is not None and app_version <= done:

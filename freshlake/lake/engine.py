@@ -86,6 +86,8 @@ class LakeEngine(ABC):
     """Reads and writes Delta tables by URI. Log-level metadata goes through delta-rs for both."""
 
     name: str
+    # How many app transactions one commit can record (None: any number).
+    max_app_transactions: int | None = None
 
     def __init__(self, spark: SparkSession, storage_options: Mapping[str, str] | None = None):
         self.spark = spark
@@ -102,6 +104,7 @@ class LakeEngine(ABC):
         replace_partitions: Mapping[str, Sequence[str]] | None = None,
         app_id: str | None = None,
         app_version: int | None = None,
+        app_transactions: Mapping[str, int] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> WriteResult:
         """Write `df` to the table at `uri` in one atomic commit.
@@ -109,6 +112,9 @@ class LakeEngine(ABC):
         `mode="overwrite"` with `replace_partitions={"dt": [...]}` replaces exactly those
         partitions; without it, the whole table. With `app_id` and `app_version`, a version at or
         below the last one committed for that app id writes nothing (`skipped=True`).
+        `app_transactions` ({app_id: app_version}, instead of `app_id`) records several in the
+        same commit, at most `max_app_transactions`: the write is skipped when all of them are
+        committed already and refused (`ValueError`) when only some are.
         """
 
     def append_arrow(
@@ -207,6 +213,15 @@ class LakeEngine(ABC):
             return self.delta_table(uri).transaction_version(app_id)
         except TableNotFoundError:
             return None
+
+    def transaction_versions(self, uri: str, app_ids: Sequence[str]) -> dict[str, int]:
+        """The last app version committed for each of `app_ids` that has one (one log read)."""
+        try:
+            table = self.delta_table(uri)
+        except TableNotFoundError:
+            return {}
+        versions = {app_id: table.transaction_version(app_id) for app_id in app_ids}
+        return {app_id: v for app_id, v in versions.items() if v is not None}
 
     def arrow_schema(self, uri: str) -> pa.Schema:
         return pa.schema(self.delta_table(uri).schema().to_arrow())
