@@ -46,9 +46,15 @@ $(PETASTORM_STAMP): training/petastorm/requirements.txt pyproject.toml
 test-petastorm: $(PETASTORM_STAMP)
 	$(PETASTORM_VENV)/bin/python -m pytest tests/test_training_petastorm.py $(PYTEST_ARGS)
 
+# Layer rules (pyproject.toml [tool.importlinter]). import-linter reads a package from one
+# folder, so it runs on the installed layout (features/ as freshlake/features, ...) staged in build/.
+IMPORT_LAYOUT := build/import-layout
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) deploy/stage_layout.py $(IMPORT_LAYOUT)
+	cd $(IMPORT_LAYOUT) && $(abspath $(VENV))/bin/lint-imports --no-logo --no-cache $(abspath pyproject.toml)
 
 clean:
 	rm -rf lake build *.egg-info .pytest_cache

@@ -10,6 +10,7 @@
 #   PACKAGES      Maven coordinates of the Delta and Kafka jars; empty to skip (no Maven access)
 #   PYTHON_ENV    a venv-pack archive of the project's environment (YARN: executors use it)
 #   SPARK_SUBMIT  the spark-submit to use                          (default: spark-submit on PATH)
+#   PYTHON        Python 3.11+ that stages the code zip              (default: python3)
 #   EXTRA_ARGS    more spark-submit flags, e.g. "--num-executors 20 --executor-memory 8g"
 set -euo pipefail
 
@@ -28,22 +29,10 @@ SPARK_SUBMIT=${SPARK_SUBMIT:-spark-submit}
 # The project's code travels as one zip on the executors' PYTHONPATH.
 build="$repo/build/deploy"
 mkdir -p "$build"
-rm -f "$build/freshlake.zip"
-# The zip holds the installed layout: freshlake/ with features/, jobs/, streaming/ and training/
-# inside it (pyproject.toml's package-dir), so executors import freshlake.features etc.
-python3 - "$repo" "$build/freshlake.zip" <<'PY'
-import sys, zipfile
-from pathlib import Path
-
-repo, out = Path(sys.argv[1]), sys.argv[2]
-layout = {"freshlake": "freshlake", "features": "freshlake/features", "jobs": "freshlake/jobs",
-          "streaming": "freshlake/streaming", "training": "freshlake/training"}
-with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-    for source, target in layout.items():
-        for path in sorted((repo / source).rglob("*.py")):
-            if "__pycache__" not in path.parts:
-                archive.write(path, f"{target}/{path.relative_to(repo / source)}")
-PY
+# The zip holds the installed layout, as the wheel does: freshlake/ with features/, jobs/,
+# streaming/ and training/ inside it (pyproject.toml's package-dir), so executors import
+# freshlake.features etc.
+"${PYTHON:-python3}" "$repo/deploy/stage_layout.py" "$build/freshlake.zip"
 
 args=(--master "$MASTER" --deploy-mode "$DEPLOY_MODE" --name "freshlake-$job"
       --py-files "$build/freshlake.zip" --files "$CONFIG"
