@@ -307,11 +307,16 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
-    """The config file to load: the argument, $FRESHLAKE_CONFIG, or `conf/local.yaml`."""
-    chosen = path or os.environ.get(CONFIG_ENV) or CONF_DIR / DEFAULT_CONFIG
+    """The config file to load: the argument, $FRESHLAKE_CONFIG, or `conf/local.yaml`.
+
+    `conf/` is the checkout's; an installed wheel carries none, so there it is the working
+    directory's (`spark-submit jobs/x.py` from a checkout, with freshlake installed).
+    """
+    conf_dir = CONF_DIR if CONF_DIR.is_dir() else Path("conf")
+    chosen = path or os.environ.get(CONFIG_ENV) or conf_dir / DEFAULT_CONFIG
     candidate = Path(chosen)
-    if not candidate.exists() and not candidate.is_absolute() and (CONF_DIR / candidate).exists():
-        candidate = CONF_DIR / candidate
+    if not candidate.exists() and not candidate.is_absolute() and (conf_dir / candidate).exists():
+        candidate = conf_dir / candidate
     if not candidate.exists():
         raise ConfigError(f"config file not found: {chosen}")
     return candidate
