@@ -17,6 +17,7 @@ import yaml
 from deltalake import DeltaTable
 
 from freshlake.config import GenerateConfig, build_config
+from freshlake.lake.delta_rs import read_table_arrow
 from freshlake.streaming.producer import EventLogger, ensure_topics
 from freshlake.streaming.queries import metrics_log_path
 from freshlake.streaming.replay import event_millis, load_logs, replay
@@ -142,7 +143,7 @@ def test_sigkill_twice_loses_and_duplicates_nothing(stream_config, tmp_path):
     final.send_signal(signal.SIGTERM)
     assert final.wait(120) == 0
 
-    rows = DeltaTable(str(table)).to_pyarrow_table().to_pylist()
+    rows = read_table_arrow(str(table)).to_pylist()
     ids = [r["impression_id"] for r in rows]
     assert len(ids) == len(set(ids)), "an impression was written twice"
     got = {r["impression_id"]: r for r in rows}

@@ -12,6 +12,7 @@ import torch
 from deltalake import DeltaTable
 from torch.utils.data import DataLoader
 
+from freshlake.lake.delta_rs import read_table_arrow
 from freshlake.training.batch import FeatureLayout
 from freshlake.training.dataset import DeltaExamples
 from freshlake.training.snapshot import added_since, open_snapshot
@@ -142,7 +143,7 @@ def test_batches_hold_the_feature_spec_as_tensors(examples):
     assert bool(((batch.weight == 1) == (batch.label == 1)).all())
     # The text bag of the first row matches the stored array.
     first_id = int(batch.extras["row_id"][0])
-    stored = DeltaTable(uri).to_pyarrow_table(filters=[("row_id", "=", first_id)])
+    stored = read_table_arrow(uri).filter(pc.field("row_id") == first_id)
     assert stored.column("f_query").to_pylist()[0] == ids[: int(offsets[1])].tolist()
     assert snapshot.columns and "f_query" in snapshot.columns
 
