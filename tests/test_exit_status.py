@@ -18,7 +18,7 @@ import pyarrow as pa
 
 READER = """
 import sys
-from freshlake.lake.delta_rs import read_table_arrow
+from freshlake.lake import read_table_arrow
 table = read_table_arrow(sys.argv[1])
 days = sorted({str(d) for d in table.column("dt").to_pylist()})
 assert table.num_rows == 300 and days == ["2026-01-01", "2026-01-02", "2026-01-03"], days

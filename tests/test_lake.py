@@ -15,9 +15,9 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from freshlake.lake import SchemaMismatchError
+from freshlake.lake import SchemaMismatchError, read_table_arrow
 from freshlake.lake.catalog import Lake, choose_engine
-from freshlake.lake.delta_rs import DeltaRsEngine, read_table_arrow
+from freshlake.lake.delta_rs import DeltaRsEngine
 
 DAY0 = 1767225600  # 2026-01-01T00:00:00Z
 

@@ -17,7 +17,7 @@ import yaml
 from deltalake import DeltaTable
 
 from freshlake.config import GenerateConfig, build_config
-from freshlake.lake.delta_rs import read_table_arrow
+from freshlake.lake import read_table_arrow
 from freshlake.streaming.producer import EventLogger, ensure_topics
 from freshlake.streaming.queries import metrics_log_path
 from freshlake.streaming.replay import event_millis, load_logs, replay

@@ -12,7 +12,7 @@ import torch
 from deltalake import DeltaTable
 from torch.utils.data import DataLoader
 
-from freshlake.lake.delta_rs import read_table_arrow
+from freshlake.lake import read_table_arrow
 from freshlake.training.batch import FeatureLayout
 from freshlake.training.dataset import DeltaExamples
 from freshlake.training.snapshot import added_since, open_snapshot

@@ -98,13 +98,8 @@ def write_synthetic_table(
     uri: str, table: pa.Table, *, rows_per_group: int = 2000, mode: str = "append"
 ) -> int:
     """Write `table` as a Delta table partitioned by `dt`; returns the new version."""
-    from deltalake import DeltaTable, WriterProperties, write_deltalake
+    from freshlake.lake import write_arrow_table  # the lake (and pyspark) only when writing
 
-    write_deltalake(
-        uri,
-        table,
-        mode=mode,
-        partition_by=[contract.DT],
-        writer_properties=WriterProperties(max_row_group_size=rows_per_group),
+    return write_arrow_table(
+        uri, table, partition_by=[contract.DT], mode=mode, max_row_group_size=rows_per_group
     )
-    return DeltaTable(uri).version()

@@ -7,12 +7,14 @@ JVM classpath). Reads always go through the Delta log.
 
 Everything else the project does to a table goes through `Lake` too, on the same engine: deleting
 rows by condition, updating rows from driver-side Arrow rows (MERGE), compacting small files,
-vacuum, adding nullable columns, and reading a small table or its latest commit. On delta-rs,
+vacuum, adding nullable columns, and reading a small table or its latest commit.
+`read_table_arrow` and `write_arrow_table` read and write a table's Arrow rows without Spark. On delta-rs,
 deletes and compaction rewrite only the files concerned and MERGE runs on the driver; delta-spark
 runs Spark SQL on the table's path (`freshlake/lake/delta_sql.py`).
 """
 
 from freshlake.lake.catalog import Lake, open_lake
+from freshlake.lake.delta_rs import read_table_arrow, write_arrow_table
 from freshlake.lake.engine import (
     CommitInfo,
     CompactionResult,
@@ -31,4 +33,6 @@ __all__ = [
     "SchemaMismatchError",
     "WriteResult",
     "open_lake",
+    "read_table_arrow",
+    "write_arrow_table",
 ]
