@@ -77,6 +77,11 @@ def test_import_contracts_name_every_command_module_as_an_entry_point():
 # libraries, and `import streaming` imports torchvision. `===` takes PyPI's 2.13.0, not a local
 # `2.13.0+cpu` wheel.
 RUNTIME = ["torch===2.13.0", "torchvision==0.28.0", "mosaicml-streaming==0.13.0"]
+# The registry's responses carry no cache headers, so pip's own cache keeps none of these ~4 GB
+# of wheels: `pip download` keeps them here between runs and skips the files it already has.
+WHEELHOUSE = Path(
+    os.environ.get("FRESHLAKE_WHEELHOUSE", Path.home() / ".cache" / "freshlake" / "wheelhouse")
+)
 
 CHECK_IMPORTS = """
 import importlib, importlib.metadata, json, pkgutil, sysconfig
@@ -132,14 +137,15 @@ def runtime_env(wheel, tmp_path_factory):
     venv = work / "venv"
     run([sys.executable, "-m", "venv", str(venv)], timeout=300)
     python = venv / "bin" / "python"
-    pip = [str(python), "-m", "pip", "install", "--quiet"]
-    run([*pip, *RUNTIME], timeout=1800)
+    pip = [str(python), "-m", "pip"]
+    run([*pip, "download", "--quiet", "--dest", str(WHEELHOUSE), *RUNTIME], timeout=1800)
+    run([*pip, "install", "--quiet", "--no-index", "--find-links", str(WHEELHOUSE), *RUNTIME], 1800)
     # Installing the wheel must not swap the runtime's torch. It does move numpy up to our pin
     # (mosaicml-streaming 0.13.0 asks for numpy < 2.2, freshlake for 2.4): pip warns and goes on,
     # as it does on a runtime; the imports below are what must still work.
     pin = work / "torch-pin.txt"
     pin.write_text("torch===2.13.0\n")
-    run([*pip, "--constraint", str(pin), str(wheel)], timeout=1800)
+    run([*pip, "install", "--quiet", "--constraint", str(pin), str(wheel)], timeout=1800)
     yield python
     shutil.rmtree(venv)  # several GB: not left behind in pytest's kept temp folders
 
