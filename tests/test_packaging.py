@@ -71,13 +71,13 @@ def test_import_contracts_name_every_command_module_as_an_entry_point():
     assert set(entry["allowed_importers"]) == listed
 
 
-# --- the built wheel, installed beside mosaicml-streaming (slow: ~5 min, several GB of wheels) ---
+# --- the built wheel, installed beside mosaicml-streaming (slow: 6-8 min, 3 GB of wheels) ---
 
 # An ML runtime's torch is the CUDA build: PyPI's torchvision wheels load only with its CUDA
 # libraries, and `import streaming` imports torchvision. `===` takes PyPI's 2.13.0, not a local
 # `2.13.0+cpu` wheel.
 RUNTIME = ["torch===2.13.0", "torchvision==0.28.0", "mosaicml-streaming==0.13.0"]
-# The registry's responses carry no cache headers, so pip's own cache keeps none of these ~4 GB
+# The registry's responses carry no cache headers, so pip's own cache keeps none of these ~3 GB
 # of wheels: `pip download` keeps them here between runs and skips the files it already has.
 WHEELHOUSE = Path(
     os.environ.get("FRESHLAKE_WHEELHOUSE", Path.home() / ".cache" / "freshlake" / "wheelhouse")
