@@ -5,7 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -214,6 +219,61 @@ def test_files_of_a_write_that_died_before_its_commit_are_vacuumed(spark, lake):
     assert set(removed) == orphans
     assert table_files(lake, "events") == referenced_files(lake, "events")
     assert lake.read("events").count() == 100
+
+
+# A writer in its own process whose last task never ends: the other tasks' files are staged.
+KILLED_WRITER = """
+import sys, time
+from pyspark.sql import functions as F
+from freshlake.config import load_config
+from freshlake.lake import open_lake
+from freshlake.spark import get_spark
+from tests.test_lake import events
+
+config = load_config("conf/local.yaml", {"lake.root": sys.argv[1]})
+spark = get_spark(config)
+
+@F.udf("int")
+def hang_on_last_task(position, marker):
+    if marker == "imp-00999":
+        time.sleep(3600)
+    return position
+
+df = events(spark, 1000, partitions=4)
+stuck = df.withColumn("position", hang_on_last_task("position", "impression_id"))
+open_lake(config, spark).write("events", stuck)
+"""
+
+
+@pytest.mark.slow
+def test_writer_killed_mid_job_leaves_no_version_and_vacuum_removes_its_files(spark, lake):
+    lake.write("events", events(spark, 100), partition_by=["dt"])
+    repo = Path(__file__).resolve().parent.parent
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, lake.root],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not any(Path(lake.uri("events")).glob("write-*/_temporary/0/task_*/**/*.parquet")):
+            assert writer.poll() is None and time.monotonic() < deadline, "no staged files"
+            time.sleep(1)
+    finally:
+        os.killpg(writer.pid, signal.SIGKILL)
+        writer.wait(60)
+    assert lake.version("events") == 0
+    assert lake.read("events").count() == 100
+    orphans = table_files(lake, "events") - referenced_files(lake, "events")
+    assert orphans and all(o.startswith("write-") for o in orphans)
+    removed = DeltaTable(lake.uri("events")).vacuum(
+        retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True
+    )
+    assert set(removed) == orphans
+    assert table_files(lake, "events") == referenced_files(lake, "events")
 
 
 def test_spark_writes_its_files_into_the_tables_partition_folders(spark, lake):
