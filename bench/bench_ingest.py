@@ -1,14 +1,17 @@
 """Ingest throughput (records/s) beside a plain Spark read + Parquet write of the same files.
 
-    .venv/bin/python bench/bench_ingest.py --impressions 10000000 --format parquet
+    .venv/bin/python bench/bench_ingest.py --impressions 10000000 --format jsonl
 
 Generates the logs with `freshlake.synth` into --logs (default /tmp/freshlake-bench-<N>-<fmt>)
-when they are not there yet. Both measurements run in one process on one Spark session:
+when they are not there yet, and reuses them on later runs. Both measurements run in one process
+on one Spark session, after an untimed warm-up (the baseline on one file) so that neither pays
+for the JVM's first jobs:
 1. baseline: `spark.read` of every impression and action file (JSONL with an explicit schema,
    or Parquet) and `df.write.parquet` of the same rows, no validation, no Delta;
-2. freshlake: `ingest_files` into a fresh lake (parse, validate, quarantine, Delta commits,
-   job record).
-Prints records, seconds, records/s for each and the ratio freshlake / baseline.
+2. freshlake: `ingest_files` into a fresh lake (parse, validate, quarantine, one Delta commit
+   per table, job record).
+Prints records, wall seconds, records/s and Spark CPU seconds (JVM + Python workers, steadier
+than wall time on a shared machine) for each, and the ratios freshlake / baseline.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.bench_build_training_set import tree_cpu_seconds  # noqa: E402
 from freshlake.config import GenerateConfig, load_config  # noqa: E402
 from freshlake.spark import get_spark  # noqa: E402
 from freshlake.synth import MANIFEST, generate_logs  # noqa: E402
@@ -45,35 +49,38 @@ def ensure_logs(out: Path, impressions: int, fmt: str, seed: int) -> dict:
     return manifest
 
 
-def baseline(spark, out: Path, fmt: str, scratch: Path) -> tuple[int, float]:
-    """Plain Spark: read every log file and write the same rows as Parquet."""
+def baseline(spark, out: Path, fmt: str, scratch: Path, files_per_kind: int | None = None) -> int:
+    """Plain Spark: read every log file and write the same rows as Parquet; the rows written."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     from freshlake.synth.schemas import ACTIONS_SCHEMA, IMPRESSIONS_SCHEMA
 
     schemas = {"impressions": IMPRESSIONS_SCHEMA, "actions": ACTIONS_SCHEMA}
     rows = 0
-    started = time.perf_counter()
     for kind in KINDS:
-        files = sorted(str(p) for p in (out / kind).glob(f"*.{fmt}"))
+        files = sorted(str(p) for p in (out / kind).glob(f"*.{fmt}"))[:files_per_kind]
         if fmt == "jsonl":
             df = spark.read.schema(from_arrow_schema(schemas[kind])).json(files)
         else:
             df = spark.read.parquet(*files)
         df.write.mode("overwrite").parquet(str(scratch / kind))
         rows += spark.read.parquet(str(scratch / kind)).count()
-    return rows, time.perf_counter() - started
+    return rows
 
 
-def freshlake_ingest(spark, out: Path, fmt: str, lake_root: Path) -> tuple[int, float, object]:
+def freshlake_ingest(spark, out: Path, fmt: str, lake_root: Path):
+    """`freshlake ingest` of every log file into a fresh lake; its summary."""
     from freshlake.ingest.files import ingest_files
 
     config = load_config(overrides={"lake.root": str(lake_root)})
-    inputs = {kind: [str(out / kind)] for kind in KINDS}
-    started = time.perf_counter()
-    summary = ingest_files(config, spark, inputs, fmt)
-    seconds = time.perf_counter() - started
-    return sum(summary.records(k) for k in KINDS), seconds, summary
+    return ingest_files(config, spark, {kind: [str(out / kind)] for kind in KINDS}, fmt)
+
+
+def timed(fn, jvm_pid: int):
+    """(result, wall seconds, Spark CPU seconds) of `fn()`."""
+    started, cpu = time.perf_counter(), tree_cpu_seconds(jvm_pid)
+    result = fn()
+    return result, time.perf_counter() - started, tree_cpu_seconds(jvm_pid) - cpu
 
 
 def main() -> int:
@@ -89,8 +96,15 @@ def main() -> int:
 
     shutil.rmtree(args.scratch, ignore_errors=True)
     spark = get_spark(load_config())
-    base_rows, base_s = baseline(spark, out, args.format, args.scratch / "baseline")
-    rows, seconds, summary = freshlake_ingest(spark, out, args.format, args.scratch / "lake")
+    jvm = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    baseline(spark, out, args.format, args.scratch / "warm-up", files_per_kind=1)
+    base_rows, base_s, base_cpu = timed(
+        lambda: baseline(spark, out, args.format, args.scratch / "baseline"), jvm
+    )
+    summary, seconds, cpu = timed(
+        lambda: freshlake_ingest(spark, out, args.format, args.scratch / "lake"), jvm
+    )
+    rows = sum(summary.records(k) for k in KINDS)
 
     expected = sum(manifest[k]["records"] for k in KINDS)
     assert rows == expected, f"ingest read {rows} records, the manifest says {expected}"
@@ -100,13 +114,15 @@ def main() -> int:
     print(
         f"input: {out} ({args.format}), {rows:,} records ({manifest['impressions']['records']:,} impressions)"
     )
+    for label, n, wall, spent in (
+        ("baseline  spark read + parquet write", base_rows, base_s, base_cpu),
+        ("freshlake ingest (validate + delta) ", rows, seconds, cpu),
+    ):
+        print(f"{label}: {n:>12,} rows {wall:8.1f} s {n / wall:>10,.0f} rows/s {spent:8.1f} s cpu")
     print(
-        f"baseline  spark read + parquet write: {base_rows:>12,} rows {base_s:8.1f} s {base_rows / base_s:>10,.0f} rows/s"
+        f"ratio freshlake / baseline: throughput {(rows / seconds) / (base_rows / base_s):.2f}, "
+        f"CPU per row {(cpu / rows) / (base_cpu / base_rows):.2f}"
     )
-    print(
-        f"freshlake ingest (validate + delta):  {rows:>12,} rows {seconds:8.1f} s {rows / seconds:>10,.0f} rows/s"
-    )
-    print(f"ratio freshlake / baseline: {(rows / seconds) / (base_rows / base_s):.2f}")
     return 0
 
 
