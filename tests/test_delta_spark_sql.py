@@ -7,7 +7,12 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import Row
 
-from freshlake.lake.delta_spark import optimize_result, session_conf, statement_metric
+from freshlake.lake.delta_spark import (
+    optimize_result,
+    session_conf,
+    statement_metric,
+    written_counts,
+)
 from freshlake.lake.delta_sql import (
     RETENTION_CHECK,
     USER_METADATA,
@@ -99,3 +104,14 @@ def test_session_settings_hold_for_the_statement_and_are_restored(spark):
     with pytest.raises(RuntimeError), session_conf(spark, {RETENTION_CHECK: "false"}):
         raise RuntimeError("statement failed")
     assert spark.conf.get(RETENTION_CHECK, None) is None
+
+
+def test_a_write_reports_the_files_and_rows_delta_recorded():
+    # The commitInfo of a delta-spark WRITE: Delta keeps its metrics as strings.
+    commit = {
+        "version": 3,
+        "operation": "WRITE",
+        "operationMetrics": {"numFiles": "2", "numOutputRows": "300", "numOutputBytes": "9100"},
+    }
+    assert written_counts(commit) == (2, 300)
+    assert written_counts({"operation": "CREATE TABLE"}) == (0, 0)

@@ -47,6 +47,16 @@ def _replace_where(replace: Mapping[str, Sequence[str]]) -> str:
     return " AND ".join(clauses)
 
 
+def written_counts(commit: Mapping[str, Any]) -> tuple[int, int]:
+    """(files, rows) a delta-spark write added, from its commit's `operationMetrics`.
+
+    Delta records them as strings (`numFiles`, `numOutputRows`); callers reconcile their row
+    counts against `WriteResult.rows`, so a write must not report 0 for rows it wrote.
+    """
+    metrics = commit.get("operationMetrics") or {}
+    return int(metrics.get("numFiles", 0)), int(metrics.get("numOutputRows", 0))
+
+
 class DeltaSparkEngine(LakeEngine):
     """Delta tables through `format("delta")`; idempotence via `txnAppId`/`txnVersion`."""
 
@@ -85,7 +95,9 @@ class DeltaSparkEngine(LakeEngine):
         if metadata:
             writer = writer.option("userMetadata", json.dumps(dict(metadata), default=str))
         writer.save(uri)
-        return WriteResult(uri, self.version(uri))
+        commit = self.delta_table(uri).history(1)[0]
+        files, rows = written_counts(commit)
+        return WriteResult(uri, commit.get("version", self.version(uri)), files=files, rows=rows)
 
     def read(self, uri: str, version: int | None = None) -> DataFrame:
         reader = self.spark.read.format("delta")
