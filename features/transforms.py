@@ -24,7 +24,8 @@ from freshlake import contract
 from freshlake.config import FeatureSpec
 from freshlake.features.hashing import hash_bucket
 
-_TOKEN_SEPARATOR = r"[^\p{L}\p{N}]+"
+# A word: a maximal run of letters and digits (Unicode); everything else separates words.
+_WORD = r"[\p{L}\p{N}]+"
 
 
 def feature_column(spec: FeatureSpec) -> str:
@@ -57,11 +58,17 @@ def categorical_bucket(spec: FeatureSpec) -> Column:
     return hash_bucket(spec.name, source_value(spec).cast("string"), spec.buckets)
 
 
-def text_ngram_buckets(spec: FeatureSpec) -> Column:
-    """Hash buckets of the word n-grams of the text; [] when the text is missing or empty."""
+def text_words(spec: FeatureSpec) -> Column:
+    """The lower-cased words of the text, in order: maximal runs of Unicode letters and digits
+    ([] when the text is missing or empty)."""
     text = F.coalesce(F.lower(source_value(spec).cast("string")), F.lit(""))
-    tokens = F.filter(F.split(text, _TOKEN_SEPARATOR), lambda t: t != F.lit(""))
-    grams = [_ngrams(tokens, n) for n in spec.ngrams]
+    return F.regexp_extract_all(text, F.lit(_WORD), 0)
+
+
+def text_ngram_buckets(spec: FeatureSpec, words: Column) -> Column:
+    """Hash buckets of the word n-grams of a text, from its `text_words` (a column, so that
+    they are computed once per row); [] when the text is missing or empty."""
+    grams = [_ngrams(words, n) for n in spec.ngrams]
     joined = grams[0] if len(grams) == 1 else F.concat(*grams)
     return F.transform(joined, lambda gram: hash_bucket(spec.name, gram, spec.buckets))
 
@@ -92,6 +99,9 @@ def apply_feature_spec(
     fill_values: Mapping[str, float] | None = None,
 ) -> DataFrame:
     """Add the `f_*` columns of every feature in `spec` to `df` (lazy)."""
+    words = {f.name: f"_words_{f.name}" for f in spec if f.kind == "text"}
+    if words:  # each text's words once per row: its n-grams refer to them several times
+        df = df.withColumns({words[f.name]: text_words(f) for f in spec if f.name in words})
     columns: dict[str, Column] = {}
     for feature in spec:
         if feature.kind == "categorical":
@@ -103,8 +113,10 @@ def apply_feature_spec(
             )
             columns[missing_column(feature)] = raw.isNull().cast("int")
         else:
-            columns[feature_column(feature)] = text_ngram_buckets(feature)
-    return df.withColumns(columns)
+            columns[feature_column(feature)] = text_ngram_buckets(
+                feature, F.col(words[feature.name])
+            )
+    return df.withColumns(columns).drop(*words.values())
 
 
 def feature_output_columns(spec: Sequence[FeatureSpec]) -> list[str]:

@@ -7,7 +7,7 @@ from pyspark.sql import functions as F
 
 from freshlake.config import FeatureSpec
 from freshlake.features.hashing import hash_bucket, hash_unit
-from freshlake.features.transforms import apply_feature_spec, feature_output_columns
+from freshlake.features.transforms import apply_feature_spec, feature_output_columns, text_words
 
 SPEC = [
     FeatureSpec(name="item_id", kind="categorical", buckets=97),
@@ -73,6 +73,23 @@ def test_text_ngrams_are_word_unigrams_and_bigrams(spark, rows):
     )
     assert got[0].f_query == expected  # lower-cased, punctuation and extra spaces split away
     assert got[1].f_query == [] and got[2].f_query == []
+
+
+def test_text_words_are_maximal_runs_of_unicode_letters_and_digits(spark):
+    texts = {
+        "  Red  Shoes, cheap!  ": ["red", "shoes", "cheap"],
+        "naïve café-au-lait": ["naïve", "café", "au", "lait"],
+        "ß123_x": ["ß123", "x"],  # "_" is punctuation
+        "東京 2024年": ["東京", "2024年"],
+        "😀ok😀": ["ok"],
+        "...": [],
+        "": [],
+        None: [],
+    }
+    spec = FeatureSpec(name="query", kind="text", source="q")
+    rows = spark.createDataFrame([(t,) for t in texts], "q string")
+    got = [r.w for r in rows.select(text_words(spec).alias("w")).collect()]
+    assert got == list(texts.values())
 
 
 def test_hash_buckets_spread_evenly(spark):

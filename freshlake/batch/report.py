@@ -151,16 +151,20 @@ class BuildReport:
 class BuildCounts:
     """The counts of one build, observed while its single pass runs (`DataFrame.observe`).
 
-    Wrap the inputs and the classified rows with `input`, `actions`, `action_times` and
-    `outcomes` before the pass; after it, `report()` reads the observed values. The input count
-    is observed where the rows are read, apart from the outcome counts, so `reconcile()` still
-    checks that classification accounted for every row.
+    Wrap the inputs, the classified rows and the rows the pass keeps with `input`, `actions`,
+    `action_times`, `outcomes` and `kept` before the pass; after it, `report()` reads the
+    observed values. The input count is observed where the rows are read, apart from the
+    outcome counts, so `reconcile()` still checks that classification accounted for every row.
     """
 
     def __init__(self, labels: LabelConfig) -> None:
         self.labels = labels
-        self._input, self._actions = Observation(), Observation()
-        self._unique_actions, self._outcomes = Observation(), Observation()
+        self._input, self._actions, self._unique_actions = (
+            Observation(),
+            Observation(),
+            Observation(),
+        )
+        self._outcomes, self._kept = Observation(), Observation()
 
     def input(self, impressions: DataFrame) -> DataFrame:
         """`impressions`, counting its rows as read."""
@@ -178,15 +182,20 @@ class BuildCounts:
         return times.observe(self._unique_actions, unique.alias("rows"))
 
     def outcomes(self, classified: DataFrame) -> DataFrame:
-        """Classified rows, aggregating every count and Horvitz–Thompson sum of the report."""
-        return classified.observe(self._outcomes, *outcome_metrics(self.labels))
+        """Every classified row, counting rows per outcome and per eligible stratum and
+        totalling each action's label over the eligible rows (`all_rows_metrics`)."""
+        return _observed(classified, self._outcomes, all_rows_metrics(self.labels))
+
+    def kept(self, kept: DataFrame) -> DataFrame:
+        """The written and quarantined rows, counting them per quarantine reason and written
+        stratum and summing the Horvitz–Thompson estimates (`kept_rows_metrics`)."""
+        return _observed(kept, self._kept, kept_rows_metrics(self.labels))
 
     def report(self, run_id: str, window: str) -> BuildReport:
         """The report of the pass that ran (blocks until it has)."""
         actions, unique = self._actions.get["rows"], self._unique_actions.get["rows"] or 0
-        report = summarize(
-            self._outcomes.get, self.labels, run_id, window, input_rows=self._input.get["rows"]
-        )
+        values = {**self._outcomes.get, **self._kept.get}
+        report = summarize(values, self.labels, run_id, window, self._input.get["rows"])
         report.actions = {"actions_input": actions, "actions_duplicate": actions - unique}
         return report
 
@@ -196,29 +205,61 @@ def ht_targets(labels: LabelConfig) -> dict[str, Column]:
     return {"impressions": F.lit(1), **{a: F.col(label_column(a)) for a in labeled_actions(labels)}}
 
 
-def outcome_metrics(labels: LabelConfig) -> list[Column]:
-    """Aggregates over classified rows: rows per outcome, per quarantine reason and per stratum
-    (eligible and written), and per `ht_targets` entry the true total over the eligible rows,
-    its Horvitz–Thompson estimate from the written rows and the estimate's variance."""
-    outcome, stratum, prob = F.col("outcome"), F.col("stratum"), F.col("sample_prob")
-    eligible, written = outcome.isin(list(ELIGIBLE)), outcome == "written"
-    quarantined = outcome == "quarantined"
-    metrics = [F.count_if(outcome == o).alias(f"outcome_{o}") for o in OUTCOMES]
+def _observed(df: DataFrame, observation: Observation, metrics: list[Column]) -> DataFrame:
+    """`df`, aggregating `metrics` over its rows into `observation`; they read the row's
+    outcome, reason and stratum as numbers (`_outcome`, `_reason`, `_stratum`)."""
+    codes = {
+        "_outcome": _position(OUTCOMES, "outcome"),
+        "_reason": _position(tuple(REASONS), "reason"),
+        "_stratum": _position(STRATA, "stratum"),
+    }
+    return df.withColumns(codes).observe(observation, *metrics).drop(*codes)
+
+
+def _position(values: tuple[str, ...], column: str) -> Column:
+    """1-based position of the column's value in `values` (0: not there, null: null)."""
+    return F.array_position(F.array(*(F.lit(v) for v in values)), F.col(column))
+
+
+def _is(outcomes: tuple[str, ...]) -> Column:
+    """The row's outcome (as numbered by `_observed`) is one of `outcomes`."""
+    return F.col("_outcome").isin([OUTCOMES.index(o) + 1 for o in outcomes])
+
+
+def all_rows_metrics(labels: LabelConfig) -> list[Column]:
+    """Over every classified row: rows per outcome and per eligible stratum, and each action's
+    true total (its label summed over the eligible rows)."""
+    eligible, stratum = _is(ELIGIBLE), F.col("_stratum")
+    metrics = [F.count_if(_is((o,))).alias(f"outcome_{o}") for o in OUTCOMES]
     metrics += [
-        F.count_if(quarantined & (F.col("reason") == r)).alias(f"reason_{r}") for r in REASONS
+        F.count_if(eligible & (stratum == i + 1)).alias(f"eligible_{s}")
+        for i, s in enumerate(STRATA)
     ]
-    for s in STRATA:
-        metrics += [
-            F.count_if(eligible & (stratum == s)).alias(f"eligible_{s}"),
-            F.count_if(written & (stratum == s)).alias(f"written_{s}"),
-        ]
-    inverse = F.when(written, 1.0 / prob).otherwise(0.0)
-    variance = F.when(written, (1.0 - prob) / prob**2).otherwise(0.0)
+    metrics += [
+        F.sum(F.when(eligible, value)).alias(f"true_{name}")
+        for name, value in ht_targets(labels).items()
+        if name != "impressions"  # the eligible rows' count
+    ]
+    return metrics
+
+
+def kept_rows_metrics(labels: LabelConfig) -> list[Column]:
+    """Over the written and quarantined rows: quarantined rows per reason, written rows per
+    stratum, and per `ht_targets` entry the Horvitz–Thompson estimate from the written rows
+    (sum of value / sample_prob) and its variance (sum of value * (1 - p) / p^2)."""
+    written, prob = _is(("written",)), F.col("sample_prob")
+    quarantined, stratum = _is(("quarantined",)), F.col("_stratum")
+    metrics = [
+        F.count_if(quarantined & (F.col("_reason") == i + 1)).alias(f"reason_{r}")
+        for i, r in enumerate(REASONS)
+    ]
+    metrics += [
+        F.count_if(written & (stratum == i + 1)).alias(f"written_{s}") for i, s in enumerate(STRATA)
+    ]
     for name, value in ht_targets(labels).items():
         metrics += [
-            F.sum(F.when(eligible, value)).alias(f"true_{name}"),
-            F.sum(F.when(eligible, value * inverse)).alias(f"est_{name}"),
-            F.sum(F.when(eligible, value * variance)).alias(f"var_{name}"),
+            F.sum(F.when(written, value / prob)).alias(f"est_{name}"),
+            F.sum(F.when(written, value * (1.0 - prob) / prob**2)).alias(f"var_{name}"),
         ]
     return metrics
 
@@ -226,7 +267,8 @@ def outcome_metrics(labels: LabelConfig) -> list[Column]:
 def summarize(
     values: Mapping[str, Any], labels: LabelConfig, run_id: str, window: str, input_rows: int
 ) -> BuildReport:
-    """The report of `outcome_metrics` values (name -> value), beside `input_rows` counted apart.
+    """The report of `all_rows_metrics` and `kept_rows_metrics` values (name -> value), beside
+    `input_rows` counted apart.
 
     Reasons and strata without rows are left out, as they never occurred.
     """
@@ -234,6 +276,8 @@ def summarize(
     def present(prefix: str, keys: tuple[str, ...]) -> dict[str, int]:
         return {k: values[f"{prefix}_{k}"] for k in keys if values[f"{prefix}_{k}"]}
 
+    eligible = values["outcome_not_sampled"] + values["outcome_written"]
+    values = {"true_impressions": eligible, **values}
     estimates = {
         name: Estimate(
             int(values[f"true_{name}"] or 0),

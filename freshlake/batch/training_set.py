@@ -100,7 +100,7 @@ def build_training_set(
     classified, medians = observe_medians(classified, median_imputed(spec, config.quality))
     carried = carried_columns(config.labels)
     kept = (
-        classified.where(is_outcome("written", "quarantined"))
+        counts.kept(classified.where(is_outcome("written", "quarantined")))
         .select(*impressions.columns, "outcome", *carried)
         .persist(StorageLevel.DISK_ONLY)
     )
