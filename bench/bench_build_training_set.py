@@ -1,19 +1,26 @@
-"""Benchmark `freshlake build-training-set`: builder throughput beside a plain read + write.
+"""Benchmark `freshlake build-training-set` beside a plain PySpark job of the same semantics.
 
-Pipeline: generate N impressions with the project's log generator (Parquet), ingest them into
-the `impressions` / `actions` Delta tables, compute `item_stats`, then time
-- the builder over the whole 7-day window (input impressions per second), and
-- the baseline in the same run: a plain Spark read of both inputs (every column) and a Delta
-  write (same engine) of as many impression rows as the builder wrote,
-and print the ratios of wall time and of Spark CPU time (JVM + Python workers; steadier than
-wall time on a shared machine). Peak memory: the JVM's peak resident set (VmHWM) and the Python driver's.
+Pipeline: generate N impressions with the project's log generator (Parquet), load them into
+the `impressions` / `actions` Delta tables, compute `item_stats`, then time in the same run
+- `plain_job`: one short PySpark function with the builder's core semantics (window, dedup by
+  the earliest served_at, clicks in the attribution window, hash sampling with the rare-item
+  boost, weight = 1/p, Parquet partitioned by `dt`), and
+- the builder over the same 7-day window (which also screens, counts and reconciles every
+  outcome, labels every action type, computes features and commits to Delta),
+and print the builder's wall time and Spark CPU time (JVM + Python workers; steadier than wall
+time on a shared machine) over the plain job's, the cost per input row (to compare sizes), and
+each one's peak JVM resident memory (VmHWM, reset before each).
 
-    .venv/bin/python bench/bench_build_training_set.py --impressions 10000000 --work /tmp/bench_build
+    .venv/bin/python bench/bench_build_training_set.py --impressions 10000000 --reuse
+
+`--reuse` keeps the generated logs, Delta tables and item_stats of an earlier run of the same
+size (in `--work`, by default one folder per size) and times only the two jobs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -22,13 +29,13 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from freshlake.batch.item_stats import write_item_stats
+from freshlake.batch.item_stats import read_item_counts, write_item_stats
 from freshlake.batch.training_set import build_training_set
 from freshlake.batch.window import TimeWindow
-from freshlake.config import load_config
-from freshlake.features.hashing import hash_unit
+from freshlake.config import Config, load_config
 from freshlake.features.schemas import ACTION_SCHEMA, IMPRESSION_SCHEMA
 from freshlake.ingest.files import ingest_files, logs_layout
 from freshlake.lake import open_lake
@@ -37,16 +44,64 @@ from freshlake.spark import get_spark
 from freshlake.synth import generate_logs
 
 
-def jvm_peak_rss_mb(spark) -> float | None:
-    """Peak resident memory of the driver JVM (local mode: driver and executors), in MiB."""
-    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+def jvm_peak_rss_mib(pid: int) -> float | None:
+    """Peak resident memory (VmHWM) of the driver JVM (local mode: driver and executors), MiB."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+                return round(int(line.split()[1]) / 1024)
     except OSError:
         return None
     return None
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start a new VmHWM peak from the current resident size (Linux `clear_refs`)."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def plain_job(
+    impressions: DataFrame,
+    actions: DataFrame,
+    item_counts: DataFrame,
+    window: TimeWindow,
+    config: Config,
+    out: str,
+) -> None:
+    """The builder's core semantics as a plain PySpark job, written as one would by hand."""
+    labels, sampling = config.labels, config.sampling
+    served = F.col("served_at")
+    earliest = Window.partitionBy("impression_id").orderBy("served_at")
+    unique = (
+        impressions.where((served >= window.start_at) & (served < window.end_at))
+        .withColumn("n", F.row_number().over(earliest))
+        .where("n = 1")
+    )
+    clicks = (
+        actions.where(F.col("action") == labels.positive_action)
+        .groupBy("impression_id")
+        .agg(F.collect_list("action_at").alias("clicks"))
+    )
+    after = F.expr(f"INTERVAL {labels.attribution_window_seconds} SECONDS")
+    before = F.expr(f"INTERVAL {labels.clock_skew_seconds} SECONDS")
+    clicked = F.exists("clicks", lambda t: t.between(served - before, served + after))
+    rare = F.coalesce("impressions", F.lit(0)) < sampling.rare_item.min_impressions
+    rate = F.when(F.col("label") == 1, sampling.positive_rate).otherwise(sampling.negative_rate)
+    prob = F.least(F.lit(1.0), rate * F.when(rare, sampling.rare_item.boost).otherwise(1.0))
+    bits = F.xxhash64(F.lit(sampling.seed), "impression_id").bitwiseAND((1 << 53) - 1)
+    (
+        unique.join(clicks, "impression_id", "left")
+        .withColumn("label", F.coalesce(clicked, F.lit(False)).cast("int"))
+        .join(F.broadcast(item_counts.select("item_id", "impressions")), "item_id", "left")
+        .withColumn("sample_prob", prob)
+        .where(bits / float(1 << 53) < F.col("sample_prob"))
+        .withColumn("weight", 1.0 / F.col("sample_prob"))
+        .drop("n", "clicks", "impressions")
+        .write.mode("overwrite")
+        .partitionBy("dt")
+        .parquet(out)
+    )
 
 
 def load_direct(spark, lake, logs_dir: Path, window: TimeWindow) -> None:
@@ -103,21 +158,35 @@ def tree_cpu_seconds(root: int) -> float:
 
 
 def timed(label: str, fn, jvm_pid: int):
-    """Run `fn`; print and return (result, wall seconds, Spark CPU seconds)."""
+    """Run `fn`; print and return (result, wall seconds, Spark CPU seconds, peak JVM RSS MiB)."""
+    reset_peak_rss(jvm_pid)
     start, cpu = time.perf_counter(), tree_cpu_seconds(jvm_pid)
     result = fn()
     seconds, cpu = time.perf_counter() - start, tree_cpu_seconds(jvm_pid) - cpu
-    print(f"  {label:<28} {seconds:8.1f} s wall {cpu:8.1f} s cpu", flush=True)
-    return result, seconds, cpu
+    peak = jvm_peak_rss_mib(jvm_pid)
+    print(f"  {label:<28} {seconds:8.1f} s wall {cpu:8.1f} s cpu {peak} MiB peak", flush=True)
+    return result, seconds, cpu, peak
+
+
+def generated_impressions(logs_dir: Path) -> int | None:
+    """How many impressions the logs in `logs_dir` were generated with (None: no logs)."""
+    manifest = logs_dir / "manifest.json"
+    if not manifest.exists():
+        return None
+    return json.loads(manifest.read_text())["settings"]["impressions"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--impressions", type=int, default=10_000_000)
     parser.add_argument("--items", type=int, default=50_000)
-    parser.add_argument("--work", default="/tmp/freshlake_bench_build")
     parser.add_argument(
-        "--reuse", action="store_true", help="reuse the generated logs and tables found in --work"
+        "--work", help="working folder (default: /tmp/freshlake_bench_build/<impressions>)"
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the logs, tables and item_stats of an earlier run of this size in --work",
     )
     parser.add_argument(
         "--load",
@@ -127,7 +196,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    work = Path(args.work)
+    work = Path(args.work or f"/tmp/freshlake_bench_build/{args.impressions}")
     logs_dir, root = work / "logs", work / "lake"
     config = load_config(
         None,
@@ -146,62 +215,67 @@ def main() -> None:
     window = TimeWindow(start, start + timedelta(days=config.generate.days))
     print(f"build-training-set benchmark: {args.impressions:,} impressions, window {window}")
     print(
-        f"  spark.driver.memory {spark.conf.get('spark.driver.memory', 'default')}, master {spark.sparkContext.master}"
+        f"  spark.driver.memory {spark.conf.get('spark.driver.memory', 'default')}, "
+        f"master {spark.sparkContext.master}, work {work}"
     )
 
-    if not args.reuse:
+    if not args.reuse or generated_impressions(logs_dir) != args.impressions:
         shutil.rmtree(work, ignore_errors=True)
-    if not (logs_dir / "manifest.json").exists():
-        shutil.rmtree(logs_dir, ignore_errors=True)
         timed("generate logs (parquet)", lambda: generate_logs(config.generate, logs_dir), jvm)
     if not (lake.exists("impressions") and lake.exists("actions")):
         shutil.rmtree(root, ignore_errors=True)
-        if args.load == "ingest":
-            timed(
-                "ingest to Delta", lambda: ingest_files(config, spark, logs_layout(str(logs_dir)))
-            )
-        else:
-            timed("load to Delta (direct)", lambda: load_direct(spark, lake, logs_dir, window), jvm)
-    with JobRun("item-stats", config, lake) as run:
-        timed("item_stats", lambda: write_item_stats(lake, config, window, run.run_id), jvm)
 
+        def load() -> None:
+            if args.load == "ingest":
+                ingest_files(config, spark, logs_layout(str(logs_dir)))
+            else:
+                load_direct(spark, lake, logs_dir, window)
+
+        timed(f"load to Delta ({args.load})", load, jvm)
+    stats_window = TimeWindow.ending(window.end, config.sampling.rare_item.window_days)
+    if read_item_counts(lake, stats_window) is None:
+        with JobRun("item-stats", config, lake) as run:
+            timed(
+                "item_stats", lambda: write_item_stats(lake, config, stats_window, run.run_id), jvm
+            )
+    item_counts, _ = read_item_counts(lake, stats_window)
+
+    plain_out = str(work / "plain_output")
+    inputs = lake.read("impressions"), lake.read("actions"), item_counts
+    _, plain_s, plain_cpu, plain_peak = timed(
+        "plain PySpark job", lambda: plain_job(*inputs, window, config, plain_out), jvm
+    )
     with JobRun("build-training-set", config, lake) as run:
-        report, build_s, build_cpu = timed(
+        report, build_s, build_cpu, build_peak = timed(
             "builder", lambda: build_training_set(lake, config, window, run), jvm
         )
     print(report.render())
 
-    def baseline() -> int:
-        impressions, actions = lake.read("impressions"), lake.read("actions")
-        actions.write.format("noop").mode("overwrite").save()  # read every column
-        share = report.outcomes["written"] / report.input_rows
-        same_size = impressions.where(hash_unit(1, F.col("impression_id")) < share)
-        return lake.write("baseline_output", same_size, mode="overwrite", partition_by=["dt"]).rows
-
-    base_rows, base_s, base_cpu = timed("baseline read + write", baseline, jvm)
     rows = report.input_rows
     figures = {
         "impressions_in": rows,
         "examples_written": report.outcomes["written"],
-        "baseline_rows_written": base_rows,
+        "plain_rows_written": spark.read.parquet(plain_out).count(),
         "builder_s": round(build_s, 1),
-        "baseline_s": round(base_s, 1),
-        "builder_rows_per_s": round(rows / build_s),
-        "baseline_rows_per_s": round(rows / base_s),
-        "builder_over_baseline_time": round(build_s / base_s, 2),
+        "plain_s": round(plain_s, 1),
+        "builder_over_plain_time": round(build_s / plain_s, 2),
         "builder_cpu_s": round(build_cpu, 1),
-        "baseline_cpu_s": round(base_cpu, 1),
-        "builder_over_baseline_cpu": round(build_cpu / base_cpu, 2),
+        "plain_cpu_s": round(plain_cpu, 1),
+        "builder_over_plain_cpu": round(build_cpu / plain_cpu, 2),
+        "builder_cpu_us_per_row": round(build_cpu / rows * 1e6, 2),
+        "plain_cpu_us_per_row": round(plain_cpu / rows * 1e6, 2),
+        "builder_wall_us_per_row": round(build_s / rows * 1e6, 2),
         "builder_step_timings_s": report.timings,
-        "jvm_peak_rss_mib": jvm_peak_rss_mb(spark),
+        "builder_jvm_peak_rss_mib": build_peak,
+        "plain_jvm_peak_rss_mib": plain_peak,
         "python_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     print(json.dumps(figures, indent=2))
     print(
-        f"builder {figures['builder_rows_per_s']:,} rows/s vs baseline "
-        f"{figures['baseline_rows_per_s']:,} rows/s: the builder takes "
-        f"{figures['builder_over_baseline_time']}x the wall time and "
-        f"{figures['builder_over_baseline_cpu']}x the CPU time of a plain read + write"
+        f"builder {rows / build_s:,.0f} impressions/s: "
+        f"{figures['builder_over_plain_time']}x the wall time and "
+        f"{figures['builder_over_plain_cpu']}x the CPU time of the plain PySpark job "
+        f"({figures['builder_cpu_us_per_row']} us CPU per input row)"
     )
 
 
