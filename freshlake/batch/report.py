@@ -10,18 +10,19 @@ input row accounted for) and stores `counts()` / `details()` in `job_runs`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
-from freshlake.batch.classify import ELIGIBLE, OUTCOMES
-from freshlake.config import LabelConfig
+from freshlake.batch.classify import ELIGIBLE, OUTCOMES, SCREENED_IN
+from freshlake.config import FeatureSpec, LabelConfig
 from freshlake.features.labeling import label_column, labeled_actions, times_column
 from freshlake.features.sampling import STRATA
 from freshlake.features.schemas import REASONS
+from freshlake.features.transforms import numeric_value
 
 
 class ReconciliationError(AssertionError):
@@ -151,20 +152,21 @@ class BuildReport:
 class BuildCounts:
     """The counts of one build, observed while its single pass runs (`DataFrame.observe`).
 
-    Wrap the inputs, the classified rows and the rows the pass keeps with `input`, `actions`,
-    `action_times`, `outcomes` and `kept` before the pass; after it, `report()` reads the
-    observed values. The input count is observed where the rows are read, apart from the
-    outcome counts, so `reconcile()` still checks that classification accounted for every row.
+    Before the pass, wrap the inputs with `input`, `actions` and `action_times`, add
+    `metric_columns()` to the classified rows, then wrap them with `outcomes` and the rows the
+    pass keeps with `kept`; after it, `report()` and `medians()` read the observed values. The
+    input count is observed where the rows are read, apart from the outcome counts, so
+    `reconcile()` still checks that classification accounted for every row.
     """
 
-    def __init__(self, labels: LabelConfig) -> None:
-        self.labels = labels
-        self._input, self._actions, self._unique_actions = (
+    def __init__(self, labels: LabelConfig, imputed: Sequence[FeatureSpec] = ()) -> None:
+        self.labels, self.imputed = labels, list(imputed)
+        self._input, self._actions = Observation(), Observation()
+        self._unique_actions, self._outcomes, self._kept = (
             Observation(),
             Observation(),
             Observation(),
         )
-        self._outcomes, self._kept = Observation(), Observation()
 
     def input(self, impressions: DataFrame) -> DataFrame:
         """`impressions`, counting its rows as read."""
@@ -181,15 +183,35 @@ class BuildCounts:
         unique = F.sum(F.when(F.col("impression_id").isNotNull(), sum(sizes[1:], sizes[0])))
         return times.observe(self._unique_actions, unique.alias("rows"))
 
+    def metric_columns(self) -> dict[str, Column]:
+        """What the metrics read of a classified row, computed by the plan: its outcome, reason
+        and stratum as numbers (`_outcome`, `_reason`, `_stratum`, so the metrics compare
+        integers) and each `imputed` feature's value if the row passed screening."""
+        values = {
+            f"_value_{f.name}": F.when(F.col("outcome").isin(list(SCREENED_IN)), numeric_value(f))
+            for f in self.imputed
+        }
+        return {
+            "_outcome": _position(OUTCOMES, "outcome"),
+            "_reason": _position(tuple(REASONS), "reason"),
+            "_stratum": _position(STRATA, "stratum"),
+            **values,
+        }
+
     def outcomes(self, classified: DataFrame) -> DataFrame:
-        """Every classified row, counting rows per outcome and per eligible stratum and
-        totalling each action's label over the eligible rows (`all_rows_metrics`)."""
-        return _observed(classified, self._outcomes, all_rows_metrics(self.labels))
+        """Every classified row (with `metric_columns`), counted (`all_rows_metrics`)."""
+        metrics = all_rows_metrics(self.labels, self.imputed)
+        return classified.observe(self._outcomes, *metrics)
 
     def kept(self, kept: DataFrame) -> DataFrame:
-        """The written and quarantined rows, counting them per quarantine reason and written
-        stratum and summing the Horvitz–Thompson estimates (`kept_rows_metrics`)."""
-        return _observed(kept, self._kept, kept_rows_metrics(self.labels))
+        """The written and quarantined rows (with `metric_columns`), counted
+        (`kept_rows_metrics`)."""
+        return kept.observe(self._kept, *kept_rows_metrics(self.labels))
+
+    def medians(self) -> dict[str, float | None]:
+        """Per `imputed` feature, the exact median of its values over the rows that passed
+        screening (None when none has a value); blocks until the pass has run."""
+        return {f.name: self._outcomes.get[f"median_{f.name}"] for f in self.imputed}
 
     def report(self, run_id: str, window: str) -> BuildReport:
         """The report of the pass that ran (blocks until it has)."""
@@ -205,41 +227,37 @@ def ht_targets(labels: LabelConfig) -> dict[str, Column]:
     return {"impressions": F.lit(1), **{a: F.col(label_column(a)) for a in labeled_actions(labels)}}
 
 
-def _observed(df: DataFrame, observation: Observation, metrics: list[Column]) -> DataFrame:
-    """`df`, aggregating `metrics` over its rows into `observation`; they read the row's
-    outcome, reason and stratum as numbers (`_outcome`, `_reason`, `_stratum`)."""
-    codes = {
-        "_outcome": _position(OUTCOMES, "outcome"),
-        "_reason": _position(tuple(REASONS), "reason"),
-        "_stratum": _position(STRATA, "stratum"),
-    }
-    return df.withColumns(codes).observe(observation, *metrics).drop(*codes)
-
-
 def _position(values: tuple[str, ...], column: str) -> Column:
     """1-based position of the column's value in `values` (0: not there, null: null)."""
     return F.array_position(F.array(*(F.lit(v) for v in values)), F.col(column))
 
 
+def _rows(condition: Column) -> Column:
+    """How many rows meet `condition` (null over no rows): a sum, which an observation
+    evaluates faster than `count_if`."""
+    return F.sum(condition.cast("long"))
+
+
 def _is(outcomes: tuple[str, ...]) -> Column:
-    """The row's outcome (as numbered by `_observed`) is one of `outcomes`."""
+    """The row's outcome (`_outcome`, numbered as in `OUTCOMES` from 1) is one of `outcomes`."""
     return F.col("_outcome").isin([OUTCOMES.index(o) + 1 for o in outcomes])
 
 
-def all_rows_metrics(labels: LabelConfig) -> list[Column]:
-    """Over every classified row: rows per outcome and per eligible stratum, and each action's
-    true total (its label summed over the eligible rows)."""
+def all_rows_metrics(labels: LabelConfig, imputed: Sequence[FeatureSpec] = ()) -> list[Column]:
+    """Over every classified row: rows per outcome and per eligible stratum, each action's
+    true total (its label summed over the eligible rows), and the exact median of each
+    `imputed` feature's value over the rows that passed screening."""
     eligible, stratum = _is(ELIGIBLE), F.col("_stratum")
-    metrics = [F.count_if(_is((o,))).alias(f"outcome_{o}") for o in OUTCOMES]
+    metrics = [_rows(_is((o,))).alias(f"outcome_{o}") for o in OUTCOMES]
     metrics += [
-        F.count_if(eligible & (stratum == i + 1)).alias(f"eligible_{s}")
-        for i, s in enumerate(STRATA)
+        _rows(eligible & (stratum == i + 1)).alias(f"eligible_{s}") for i, s in enumerate(STRATA)
     ]
     metrics += [
         F.sum(F.when(eligible, value)).alias(f"true_{name}")
         for name, value in ht_targets(labels).items()
         if name != "impressions"  # the eligible rows' count
     ]
+    metrics += [F.median(f"_value_{f.name}").alias(f"median_{f.name}") for f in imputed]
     return metrics
 
 
@@ -250,11 +268,11 @@ def kept_rows_metrics(labels: LabelConfig) -> list[Column]:
     written, prob = _is(("written",)), F.col("sample_prob")
     quarantined, stratum = _is(("quarantined",)), F.col("_stratum")
     metrics = [
-        F.count_if(quarantined & (F.col("_reason") == i + 1)).alias(f"reason_{r}")
+        _rows(quarantined & (F.col("_reason") == i + 1)).alias(f"reason_{r}")
         for i, r in enumerate(REASONS)
     ]
     metrics += [
-        F.count_if(written & (stratum == i + 1)).alias(f"written_{s}") for i, s in enumerate(STRATA)
+        _rows(written & (stratum == i + 1)).alias(f"written_{s}") for i, s in enumerate(STRATA)
     ]
     for name, value in ht_targets(labels).items():
         metrics += [
@@ -276,7 +294,8 @@ def summarize(
     def present(prefix: str, keys: tuple[str, ...]) -> dict[str, int]:
         return {k: values[f"{prefix}_{k}"] for k in keys if values[f"{prefix}_{k}"]}
 
-    eligible = values["outcome_not_sampled"] + values["outcome_written"]
+    outcomes = {o: values[f"outcome_{o}"] or 0 for o in OUTCOMES}
+    eligible = outcomes["not_sampled"] + outcomes["written"]
     values = {"true_impressions": eligible, **values}
     estimates = {
         name: Estimate(
@@ -290,7 +309,7 @@ def summarize(
         run_id=run_id,
         window=window,
         input_rows=input_rows,
-        outcomes={o: values[f"outcome_{o}"] for o in OUTCOMES},
+        outcomes=outcomes,
         quarantined_by_reason=present("reason", tuple(REASONS)),
         written_by_stratum=present("written", STRATA),
         eligible_by_stratum=present("eligible", STRATA),

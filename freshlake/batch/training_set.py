@@ -13,11 +13,10 @@ import logging
 from datetime import UTC, datetime
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Observation
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame
 
 from freshlake import contract
-from freshlake.batch.classify import SCREENED_IN, BuildPlan, carried_columns, classify, is_outcome
+from freshlake.batch.classify import BuildPlan, carried_columns, classify, is_outcome
 from freshlake.batch.inputs import (
     ACTIONS,
     IMPRESSIONS,
@@ -29,12 +28,12 @@ from freshlake.batch.inputs import (
 from freshlake.batch.item_stats import ITEM_STATS, read_item_counts, write_item_stats
 from freshlake.batch.report import BuildCounts, BuildReport
 from freshlake.batch.window import TimeWindow
-from freshlake.config import Config, FeatureSpec
+from freshlake.config import Config
 from freshlake.features.examples import to_examples
 from freshlake.features.labeling import action_times
 from freshlake.features.quality import fill_values_with, median_imputed, quarantine_impressions
 from freshlake.features.splits import split_column
-from freshlake.features.transforms import apply_feature_spec, numeric_value
+from freshlake.features.transforms import apply_feature_spec
 from freshlake.features.weights import weight_columns
 from freshlake.lake import Lake, WriteResult
 from freshlake.runs import JobRun
@@ -94,15 +93,16 @@ def build_training_set(
     blackout = tuple(d for d in config.window.blackout_dates if window.start <= d < window.end)
     plan = BuildPlan(config, window, until, item_counts, blackout)
 
-    counts = BuildCounts(config.labels)
+    counts = BuildCounts(config.labels, median_imputed(spec, config.quality))
     times = counts.action_times(action_times(counts.actions(actions), config.labels))
-    classified = counts.outcomes(classify(counts.input(impressions), times, plan))
-    classified, medians = observe_medians(classified, median_imputed(spec, config.quality))
+    classified = classify(counts.input(impressions), times, plan)
     carried = carried_columns(config.labels)
+    counted = counts.outcomes(classified.withColumns(counts.metric_columns()))
+    # The rows the pass keeps, with every column, for the quarantine and examples writes.
     kept = (
-        counts.kept(classified.where(is_outcome("written", "quarantined")))
+        counts.kept(counted.where(is_outcome("written", "quarantined")))
         .select(*impressions.columns, "outcome", *carried)
-        .persist(StorageLevel.DISK_ONLY)
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
         with run.timed("classify"):
@@ -111,9 +111,7 @@ def build_training_set(
         report.input_versions = dict(versions)
         report.item_stats_version = item_stats_version
         report.actions_until = until.isoformat()
-        report.fill_values = fill_values_with(
-            spec, config.quality, medians.get if medians is not None else {}
-        )
+        report.fill_values = fill_values_with(spec, config.quality, counts.medians())
         if report.outcomes["quarantined"]:
             with run.timed("quarantine"):
                 rejected = kept.where(is_outcome("quarantined")).select(*impressions.columns)
@@ -133,19 +131,6 @@ def build_training_set(
     report.timings = dict(run.timings)
     _record(run, report)
     return report
-
-
-def observe_medians(
-    classified: DataFrame, features: list[FeatureSpec]
-) -> tuple[DataFrame, Observation | None]:
-    """`classified`, observing the exact median of each feature's value over the rows that
-    passed screening (null values left out): the data's fill values (`median_imputed`)."""
-    if not features:
-        return classified, None
-    screened_in = is_outcome(*SCREENED_IN)
-    medians = [F.median(F.when(screened_in, numeric_value(f))).alias(f.name) for f in features]
-    observation = Observation()
-    return classified.observe(observation, *medians), observation
 
 
 def example_rows(
