@@ -260,6 +260,52 @@ class MonitorConfig(Section):
     max_model_age_hours: float = Field(default=48, gt=0)
 
 
+class ReleaseConfig(Section):
+    """The release path (freshlake/release): qualification thresholds, signing, registry, canary."""
+
+    # MLflow. None: a SQLite store beside the lake, sqlite:///<lake root's parent>/mlflow.db, with
+    # artifacts in <lake root's parent>/mlartifacts. On Databricks: "databricks" (workspace) and
+    # registry_uri "databricks-uc" (Unity Catalog; model_name is then catalog.schema.model).
+    tracking_uri: str | None = None
+    registry_uri: str | None = None  # None: the tracking URI
+    artifact_root: str | None = None  # None: beside the SQLite store (ignored by Databricks)
+    experiment: str = "freshlake"
+    model_name: str = "freshlake-ctr"
+    # Qualification set: rows of this table's `split` the trainers never read (split=eval),
+    # optionally only dt >= a start date (the day after a training window).
+    qualify_table: str = contract.EXAMPLES
+    qualify_split: str = "eval"
+    # Against the champion: AUC may drop and NE rise at most this much; PD (relative) at most.
+    max_auc_drop: float = Field(default=0.005, ge=0)
+    max_ne_increase: float = Field(default=0.01, ge=0)
+    max_prediction_difference: float = Field(default=0.5, gt=0)
+    # Without a champion (and always): NE at most this, calibration inside the band.
+    max_ne: float = Field(default=1.0, gt=0)
+    calibration_band: tuple[float, float] = (0.9, 1.1)
+    # Slices (region, surface, rare vs head items): those with fewer rows are not judged.
+    min_slice_rows: int = Field(default=200, ge=1)
+    # A slice whose NE exceeds this fails qualification; None: slices are reported, not judged.
+    max_slice_ne: float | None = Field(default=None, gt=0)
+    # HMAC-SHA256 key for signatures (environment variable); unset: an unkeyed SHA-256 digest.
+    signing_key_env: str = "FRESHLAKE_SIGNING_KEY"
+    require_keyed_signature: bool = False
+    # Canary: the challenger beside the champion on the newest matured rows of this table; it
+    # is rolled back when its log loss exceeds the champion's by more than `canary_margin`
+    # (relative) once `canary_min_rows` rows were scored.
+    canary_table: str = contract.FRESH_EXAMPLES
+    canary_min_rows: int = Field(default=2000, ge=1)
+    canary_margin: float = Field(default=0.02, ge=0)
+    # Rows are matured when served this long before the newest row; None: the attribution window.
+    canary_maturity_seconds: int | None = Field(default=None, ge=0)
+
+    @field_validator("calibration_band")
+    @classmethod
+    def _ordered(cls, band: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < band[0] <= 1 <= band[1]:
+            raise ValueError("calibration_band must be (low, high) with 0 < low <= 1 <= high")
+        return band
+
+
 class Config(Section):
     lake: LakeConfig = Field(default_factory=LakeConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -280,6 +326,7 @@ class Config(Section):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    release: ReleaseConfig = Field(default_factory=ReleaseConfig)
 
     def config_hash(self) -> str:
         """A stable short hash of the effective config, recorded with every job run."""
