@@ -48,6 +48,9 @@ class LakeConfig(Section):
 class SparkConfig(Section):
     # None: use whatever master spark-submit / Databricks / YARN provided.
     master: str | None = "local[2]"
+    # A Spark Connect server (`sc://host:port`, or $SPARK_REMOTE): jobs run as its clients and
+    # `master`, `local_conf` are the server's business (Databricks serverless, shared clusters).
+    remote: str | None = None
     app_name: str = "freshlake"
     conf: dict[str, str] = Field(default_factory=dict)
     # Settings that only make sense when freshlake starts its own local JVM.
