@@ -9,9 +9,12 @@ the `impressions` / `actions` Delta tables, compute `item_stats`, then time in t
   outcome, labels every action type, computes features and commits to Delta),
 and print the builder's wall time and Spark CPU time (JVM + Python workers; steadier than wall
 time on a shared machine) over the plain job's, the cost per input row (to compare sizes), and
-each one's peak JVM resident memory (VmHWM, reset before each).
+each one's peak JVM resident memory (VmHWM, reset before each). An untimed warm-up (the plain job
+over the window's first day) goes first; `--repeat N` times each job N times, alternating, and
+takes the medians.
 
     .venv/bin/python bench/bench_build_training_set.py --impressions 10000000 --reuse
+    .venv/bin/python bench/bench_build_training_set.py --impressions 30000000 --reuse
 
 `--reuse` keeps the generated logs, Delta tables and item_stats of an earlier run of the same
 size (in `--work`, by default one folder per size) and times only the two jobs.
@@ -25,6 +28,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -194,6 +198,12 @@ def main() -> None:
         default="direct",
         help="how logs reach Delta: freshlake ingest (validated) or a direct Parquet load",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="time the plain job and the builder this many times each, alternating (medians)",
+    )
     args = parser.parse_args()
 
     work = Path(args.work or f"/tmp/freshlake_bench_build/{args.impressions}")
@@ -242,20 +252,35 @@ def main() -> None:
 
     plain_out = str(work / "plain_output")
     inputs = lake.read("impressions"), lake.read("actions"), item_counts
-    _, plain_s, plain_cpu, plain_peak = timed(
-        "plain PySpark job", lambda: plain_job(*inputs, window, config, plain_out), jvm
+    first_day = TimeWindow(window.start, window.start + timedelta(days=1))
+    timed(  # the JVM's first Spark job pays for class loading and compilation: not measured
+        "warm-up (plain, first day)",
+        lambda: plain_job(*inputs, first_day, config, str(work / "warm_up")),
+        jvm,
     )
-    with JobRun("build-training-set", config, lake) as run:
-        report, build_s, build_cpu, build_peak = timed(
-            "builder", lambda: build_training_set(lake, config, window, run), jvm
+    plain_runs, build_runs = [], []
+    for _ in range(args.repeat):
+        plain_runs.append(
+            timed("plain PySpark job", lambda: plain_job(*inputs, window, config, plain_out), jvm)
         )
+        with JobRun("build-training-set", config, lake) as run:
+            build_runs.append(
+                timed("builder", lambda: build_training_set(lake, config, window, run), jvm)
+            )
+    report = build_runs[-1][0]
     print(report.render())
 
+    def median(runs: list[tuple], field: int) -> float:
+        return statistics.median(r[field] for r in runs)
+
     rows = report.input_rows
+    build_s, build_cpu = median(build_runs, 1), median(build_runs, 2)
+    plain_s, plain_cpu = median(plain_runs, 1), median(plain_runs, 2)
     figures = {
         "impressions_in": rows,
         "examples_written": report.outcomes["written"],
         "plain_rows_written": spark.read.parquet(plain_out).count(),
+        "runs": args.repeat,
         "builder_s": round(build_s, 1),
         "plain_s": round(plain_s, 1),
         "builder_over_plain_time": round(build_s / plain_s, 2),
@@ -266,8 +291,8 @@ def main() -> None:
         "plain_cpu_us_per_row": round(plain_cpu / rows * 1e6, 2),
         "builder_wall_us_per_row": round(build_s / rows * 1e6, 2),
         "builder_step_timings_s": report.timings,
-        "builder_jvm_peak_rss_mib": build_peak,
-        "plain_jvm_peak_rss_mib": plain_peak,
+        "builder_jvm_peak_rss_mib": max(r[3] or 0 for r in build_runs),
+        "plain_jvm_peak_rss_mib": max(r[3] or 0 for r in plain_runs),
         "python_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     print(json.dumps(figures, indent=2))
@@ -275,7 +300,8 @@ def main() -> None:
         f"builder {rows / build_s:,.0f} impressions/s: "
         f"{figures['builder_over_plain_time']}x the wall time and "
         f"{figures['builder_over_plain_cpu']}x the CPU time of the plain PySpark job "
-        f"({figures['builder_cpu_us_per_row']} us CPU per input row)"
+        f"({figures['builder_cpu_us_per_row']} us CPU per input row; medians of {args.repeat} "
+        "run(s) each)"
     )
 
 
