@@ -1,7 +1,10 @@
-"""The Spark session factory: a local JVM tuned for small machines, or the cluster's own session.
+"""The Spark session factory: a local JVM tuned for small machines, the cluster's own session,
+or a Spark Connect client.
 
 Under `spark-submit`, YARN or a Databricks job a session (or its launcher) already exists and
 freshlake only adds runtime SQL settings; it never overrides the master or cluster resources.
+With `spark.remote` (or $SPARK_REMOTE) set, jobs are clients of that Spark Connect server, as
+on Databricks serverless and shared clusters; `freshlake.spark_compat` holds what differs.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import sys
 from pyspark.sql import SparkSession
 
 from freshlake.config import Config, SparkConfig
+from freshlake.spark_compat import quiet_logs
 
 # SQL settings every freshlake job relies on, locally and on a cluster.
 REQUIRED_CONF: dict[str, str] = {
@@ -52,10 +56,19 @@ def _prepare_local_environment() -> None:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
+def remote_url(spark_cfg: SparkConfig) -> str | None:
+    """The Spark Connect server to use: `spark.remote`, else $SPARK_REMOTE, else None."""
+    return spark_cfg.remote or os.environ.get("SPARK_REMOTE") or None
+
+
 def get_spark(config: Config | SparkConfig | None = None) -> SparkSession:
     """Return the active session or build one from the `spark` config section."""
     spark_cfg = config.spark if isinstance(config, Config) else (config or SparkConfig())
     active = SparkSession.getActiveSession()
+    remote = remote_url(spark_cfg)
+    if active is None and remote:
+        # A Connect client: the server owns master, resources and static settings.
+        active = SparkSession.builder.remote(remote).getOrCreate()
     if active is not None or launched_externally():
         # The launcher (spark-submit --name, Databricks) names the application.
         session = active or SparkSession.builder.getOrCreate()
@@ -76,7 +89,7 @@ def get_spark(config: Config | SparkConfig | None = None) -> SparkSession:
     }.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("WARN")
+    quiet_logs(session, "WARN")
     return session
 
 
@@ -88,16 +101,3 @@ def _try_set(session: SparkSession, key: str, value: str) -> None:
     """Set a runtime SQL conf; static confs of an existing session are left as the launcher set them."""
     with contextlib.suppress(Exception):  # static conf of a running cluster session
         session.conf.set(key, value)
-
-
-def jvm_class_available(spark: SparkSession, class_name: str) -> bool:
-    """True when Spark's JVM can load `class_name` (e.g. a connector jar is on the classpath)."""
-    try:
-        jvm = spark._jvm  # noqa: SLF001 - no public API to probe the classpath
-        if jvm is None:  # Spark Connect: no JVM in this process
-            return False
-        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
-        jvm.java.lang.Class.forName(class_name, False, loader)
-    except Exception:  # noqa: BLE001 - any failure means the class is not loadable
-        return False
-    return True

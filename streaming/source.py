@@ -11,15 +11,15 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 
 from freshlake.config import Config
-from freshlake.spark import jvm_class_available
+from freshlake.spark_compat import data_source_available
 
-KAFKA_PROVIDER_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
 KAFKA_COLUMNS = ["key", "value", "topic", "partition", "offset", "timestamp", "timestampType"]
 
 
 def builtin_kafka_available(spark: SparkSession) -> bool:
-    """True when Spark's JVM can load the built-in Kafka source (spark-sql-kafka-0-10 jar)."""
-    return jvm_class_available(spark, KAFKA_PROVIDER_CLASS)
+    """True when Spark has the built-in Kafka source (spark-sql-kafka-0-10 jar), also through
+    Spark Connect."""
+    return data_source_available(spark, "kafka")
 
 
 def kafka_format(spark: SparkSession, config: Config) -> str:

@@ -29,14 +29,13 @@ from freshlake.lake.engine import (
     WriteResult,
     nullable_fields,
 )
-from freshlake.spark import jvm_class_available
-
-DELTA_CLASS = "io.delta.tables.DeltaTable"
+from freshlake.spark_compat import data_source_available
 
 
 def delta_spark_available(spark: SparkSession) -> bool:
-    """True when Spark's JVM can load the Delta Lake classes (Databricks, `--packages` delta)."""
-    return jvm_class_available(spark, DELTA_CLASS)
+    """True when Spark has Delta Lake's data source (Databricks, `--packages` delta), also
+    through Spark Connect."""
+    return data_source_available(spark, "delta")
 
 
 def _replace_where(replace: Mapping[str, Sequence[str]]) -> str:
