@@ -11,6 +11,7 @@ records why on the model versions (tags and description).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -62,6 +63,8 @@ class Registry:
     """The configured MLflow tracking server and model registry, for one registered model."""
 
     def __init__(self, config: Config):
+        # Downloads of a few files need no progress bar in the logs.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         from mlflow import MlflowClient
 
         r = config.release
