@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "stream-join": "freshlake.streaming.join_cli",
     "parity": "freshlake.streaming.parity_cli",
     "cluster": "freshlake.cluster.cli",
+    "connect": "freshlake.cluster.connect_cli",
     "demo": "freshlake.demo",
     "config": "freshlake.config_cli",
     "forget-user": "freshlake.jobs.forget_user",
