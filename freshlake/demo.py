@@ -2,10 +2,14 @@
 
 Each step is the very command a user would type, run in this process (one Spark session), so the
 demo doubles as a walkthrough: generate logs -> ingest -> item stats -> build the training set ->
-train with torchrun DDP -> start the local broker and stream live impressions and actions
-(`freshlake produce` in its own process, as a serving system's logger) through the online joiner
--> continue training the model on the fresh examples -> monitors -> report, then every table with
-its row count and Delta version and the joiner's freshness.
+train with torchrun DDP -> qualify, sign, register and promote it (the champion) -> start the
+local broker and stream live impressions and actions (`freshlake produce` in its own process, as
+a serving system's logger) through the online joiner -> continue training the model on the first
+half of the fresh examples -> qualify it against the champion, sign and register it (the
+challenger) -> the canary scores it beside the champion on the fresh examples that arrived after
+it, and promotes or rolls it back -> monitors -> report, then every table with its row count and
+Delta version and the joiner's freshness. The release steps use a registry of their own in the
+work folder (`<work-dir>/mlflow.db`, `<work-dir>/mlartifacts`), new for every demo.
 
 The streaming phase compresses time so windows close within the demo: logged action delays are
 divided by `--compression` and the attribution window is `3600 / compression` seconds (and the
@@ -32,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--impressions", type=int, default=200_000, help="impressions to generate")
     parser.add_argument("--no-train", action="store_true", help="stop after the training set")
     parser.add_argument(
+        "--no-release", action="store_true", help="skip qualify, sign, register, promote, canary"
+    )
+    parser.add_argument(
         "--stream-seconds", type=float, default=90.0, help="how long the joiner runs (90)"
     )
     parser.add_argument(
@@ -47,16 +54,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 ALERT_EXIT = 3
 
 
+# Qualify exits 3 for a model that is not qualified, the canary for a rolled-back challenger.
+VERDICT_EXIT = 3
+
+
 def _step(title: str, argv: list[str]) -> float:
+    return _run(title, argv)[0]
+
+
+def _run(title: str, argv: list[str], verdict: bool = False) -> tuple[float, int]:
+    """Run one command; (seconds, exit code). `verdict`: exit 3 is an outcome, not a failure."""
     from freshlake.cli import main
 
     print(f"\n=== {title}\n$ freshlake {' '.join(argv)}", flush=True)
     start = time.perf_counter()
     code = main(argv)
-    allowed = {0, ALERT_EXIT} if argv[0] == "monitor" else {0}
+    allowed = {0, ALERT_EXIT} if argv[0] == "monitor" or verdict else {0}
     if code not in allowed:
         raise SystemExit(f"demo step failed ({code}): freshlake {' '.join(argv)}")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, code
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     common = ["--config", args.config_path] if args.config_path else []
     for override in args.overrides:
         common += ["--set", override]
+    release = not (args.no_train or args.no_release)
+    if release:
+        common += _fresh_registry(work)
     end = (config.generate.start + timedelta(days=config.generate.days)).isoformat()
     days = str(config.generate.days)
     steps = [
@@ -105,16 +124,22 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     timings = {title: _step(title, argv) for title, argv in steps}
+    champion = release and _release_champion(model, common, timings)
     if not args.no_train:
         timings["stream live events through the online joiner"] = _stream(args, work, common)
         models = ["--model", str(model)]
+        # The fresh model learns from the first half of the joiner's commits; the canary
+        # judges it on what arrived after.
+        pinned = _fresh_version(config) // 2
         for title, argv in (
             (
-                "continue training on the fresh examples (warm start)",
+                f"continue training on the fresh examples up to version {pinned} (warm start)",
                 [
                     "train",
                     "--table",
                     "fresh_examples",
+                    "--version",
+                    str(pinned),
                     "--warm-start",
                     str(model),
                     "--out",
@@ -130,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
                 "both models on the batch eval rows (prediction difference, metrics)",
                 ["compare-models", str(model), str(fresh_model), *common],
             ),
+        ):
+            timings[title] = _step(title, argv)
+        if champion:
+            _release_challenger(args, fresh_model, common, timings)
+        for title, argv in (
             ("data-quality monitors (exit 3 when an alert fires)", ["monitor", *models, *common]),
             ("HTML report", ["report", "--out", str(work / "report.html"), *models, *common]),
         ):
@@ -154,6 +184,76 @@ def run(args: argparse.Namespace) -> int:
         'sum(label * weight) / sum(weight) ctr FROM examples GROUP BY dt ORDER BY dt"'
     )
     return 0
+
+
+def _fresh_registry(work: Path) -> list[str]:
+    """Settings of a new, empty MLflow registry in the work folder (the demo's own)."""
+    db, artifacts = (work / "mlflow.db").resolve(), (work / "mlartifacts").resolve()
+    db.unlink(missing_ok=True)
+    shutil.rmtree(artifacts, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    return [
+        "--set",
+        f"release.tracking_uri=sqlite:///{db}",
+        "--set",
+        f"release.artifact_root={artifacts.as_uri()}",
+    ]
+
+
+def _release_champion(model: Path, common: list[str], timings: dict[str, float]) -> bool:
+    """Qualify, sign, register and promote the batch model; False when it did not qualify."""
+    title = "qualify the batch model on the eval rows (exit 3: not qualified)"
+    timings[title], code = _run(title, ["qualify", str(model), *common], verdict=True)
+    if code != 0:
+        print("the batch model did not qualify: it is not signed or released", flush=True)
+        return False
+    for title, argv in (
+        ("sign it (weights, model card, qualification report)", ["sign", str(model)]),
+        ("register it in MLflow (lineage tags, alias challenger)", ["register", str(model)]),
+        ("promote it: the champion", ["promote", "--reason", "first qualified model"]),
+    ):
+        timings[title] = _step(title, [*argv, *common])
+    return True
+
+
+def _release_challenger(
+    args: argparse.Namespace, fresh: Path, common: list[str], timings: dict[str, float]
+) -> None:
+    """Qualify the fresh model against the champion; if it qualifies, sign, register and
+    canary it: promoted when its log loss holds on the newer fresh rows, else rolled back."""
+    title = "qualify the fresh model against the champion (exit 3: not qualified)"
+    timings[title], code = _run(title, ["qualify", str(fresh), *common], verdict=True)
+    if code != 0:
+        print("the fresh model did not qualify: the champion stays", flush=True)
+        return
+    for title, argv in (
+        ("sign the fresh model", ["sign", str(fresh)]),
+        ("register it: the challenger", ["register", str(fresh)]),
+    ):
+        timings[title] = _step(title, [*argv, *common])
+    window = max(10, round(3600 / args.compression))  # the joiner's attribution window
+    title = "canary: challenger beside the champion on newer matured rows (exit 3: rolled back)"
+    canary = [
+        "canary",
+        "--promote",
+        "--set",
+        f"labels.attribution_window_seconds={window}",
+        "--set",
+        "release.canary_min_rows=200",
+        *common,
+    ]
+    timings[title] = _run(title, canary, verdict=True)[0]
+
+
+def _fresh_version(config) -> int:
+    from freshlake import contract
+    from freshlake.lake import open_lake
+    from freshlake.spark import get_spark
+
+    version = open_lake(config, get_spark(config)).version(contract.FRESH_EXAMPLES)
+    if version is None:
+        raise SystemExit("the joiner wrote no fresh_examples")
+    return version
 
 
 def _stream(args: argparse.Namespace, work: Path, common: list[str]) -> float:
