@@ -52,3 +52,11 @@ def _conditions(exc: BaseException) -> set[str]:
     get = getattr(exc, "getCondition", None)
     own = get() if callable(get) else None
     return ({own} if own else set()) | set(_CONDITION.findall(str(exc)))
+
+
+def session_key(spark: SparkSession) -> str:
+    """What identifies one Spark session, whichever Python object wraps it (for per-session
+    registrations): the JVM session of a classic one, the server's session id of a Connect one."""
+    if is_connect(spark):
+        return f"connect:{spark.session_id}"
+    return f"jvm:{id(spark._jsparkSession)}"  # noqa: SLF001 - the JVM session is the session

@@ -357,12 +357,14 @@ def _limit(start: Offsets, end: Offsets, max_rows: int) -> Offsets:
     return capped
 
 
-_REGISTERED: set[int] = set()
+_REGISTERED: set[str] = set()
 
 
 def register(spark) -> None:
     """Register the `fl-kafka` format with the session (once per session)."""
-    key = id(spark._jsparkSession)  # noqa: SLF001 - the JVM session identifies the session
+    from freshlake.spark_compat import session_key
+
+    key = session_key(spark)
     if key not in _REGISTERED:
         spark.dataSource.register(KafkaDataSource)
         _REGISTERED.add(key)
