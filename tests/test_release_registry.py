@@ -10,6 +10,7 @@ from freshlake.release.events import read_events
 from freshlake.release.qualify import qualify
 from freshlake.release.registry import CHALLENGER, CHAMPION, Registry
 from freshlake.release.signing import sign_model
+from freshlake.report.release import release_section
 from freshlake.training.artifact import MODEL_FILE, read_card
 from tests.release_models import REPO, release_config, shifted_copy, train_model, write_examples
 
@@ -95,6 +96,12 @@ def test_promote_and_rollback_move_the_aliases_and_record_why(trained, spark):
         ("rollback", "champion", "1", "2"),
     ]
     assert events[-1]["reason"] == "CTR dropped"
+
+    # The report's champion/challenger section reads the same registry and events.
+    section = release_section(open_lake(config, spark), config)
+    assert "<td>champion</td><td>1</td><td>examples v0</td>" in section.html
+    assert "<td>newest</td><td>2</td>" in section.html
+    assert "CTR dropped" in section.html
 
 
 def test_promote_refuses_tampered_and_unsigned_models(trained, spark, capsys):

@@ -13,6 +13,7 @@ from freshlake.monitor.daily import IMPRESSIONS, daily_ctr, daily_source_counts
 from freshlake.report import data, figures
 from freshlake.report.calibration import model_calibration
 from freshlake.report.page import Section, render_page, results_table
+from freshlake.report.release import release_section
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def build_report(lake: Lake, config: Config, model_dir: str | Path | None = None
         composition_section(lake),
         calibration_section(config, model_dir),
         latency_section(lake),
+        release_section(lake, config),
     ]
     results = latest_results(lake)
     if results is None:

@@ -37,6 +37,7 @@ class Section:
     title: str
     png: str | None
     note: str = ""
+    html: str = ""  # a table built with `html_table` (its cells escaped)
 
 
 def results_table(results: Sequence[CheckResult]) -> str:
@@ -62,6 +63,21 @@ def results_table(results: Sequence[CheckResult]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain HTML table; numbers right-aligned (4 significant digits), text escaped."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = [
+            f'<td class="num">{_num(v)}</td>'
+            if isinstance(v, float | int) and not isinstance(v, bool)
+            else f"<td>{escape('' if v is None else str(v))}</td>"
+            for v in row
+        ]
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
 def render_page(
     title: str, summary: str, sections: Sequence[Section], monitors: str, monitor_note: str
 ) -> str:
@@ -77,6 +93,8 @@ def render_page(
         parts.append(f"<h2>{escape(section.title)}</h2>")
         if section.note:
             parts.append(f"<p class='note'>{escape(section.note)}</p>")
+        if section.html:
+            parts.append(section.html)
         if section.png:
             alt = escape(section.title)
             parts.append(f'<img alt="{alt}" src="data:image/png;base64,{section.png}">')
