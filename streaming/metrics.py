@@ -99,15 +99,40 @@ class MetricsRecorder:
         self._reports: dict[int, BatchReport] = {}
         self._lock = threading.Lock()
         self._columns_checked = False
+        # Reports of earlier runs in the spool were recorded by those runs.
+        spool = Path(self.spool_path) if self.spool_path else None
+        self._spool_offset = spool.stat().st_size if spool and spool.exists() else 0
 
     def report(self, report: BatchReport) -> None:
         """Called by the sink after it committed a batch."""
         with self._lock:
             self._reports[report.batch_id] = report
 
+    def __reduce__(self):
+        # Through Spark Connect the sink runs pickled in a Python process of the server: there
+        # it reports to a spool file this recorder reads in `drain`.
+        return ReportSpool, (self.spool_path,)
+
+    @property
+    def spool_path(self) -> str | None:
+        """Where a sink running in another process appends its reports (JSON lines)."""
+        return f"{self.log_path}.sink-reports" if self.log_path else None
+
+    def _read_spool(self) -> None:
+        if self.spool_path is None or not Path(self.spool_path).exists():
+            return
+        with open(self.spool_path, "rb") as spool:
+            spool.seek(self._spool_offset)
+            text = spool.read()
+        complete = text[: text.rfind(b"\n") + 1]
+        self._spool_offset += len(complete)
+        for line in complete.decode().splitlines():
+            self.report(ReportSpool.parse(line))
+
     def drain(self, query, final: bool = False) -> list[dict[str, Any]]:
         """Record every batch whose sink report and progress both arrived; return the rows."""
         progress = {p["batchId"]: p for p in (query.recentProgress or [])}
+        self._read_spool()
         with self._lock:
             ready = [b for b in sorted(self._reports) if b in progress or final]
             reports = [self._reports.pop(b) for b in ready]
@@ -183,6 +208,28 @@ class MetricsRecorder:
         if missing:
             log.info("adding %s to %s", [f.name for f in missing], METRICS_TABLE)
             self.lake.add_columns(METRICS_TABLE, missing)
+
+
+class ReportSpool:
+    """A `MetricsRecorder` as a sink in another process sees it: each report is one JSON line
+    appended to the recorder's spool file (or dropped, with a warning, when it has none)."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+
+    def report(self, report: BatchReport) -> None:
+        if self.path is None:
+            log.warning("batch %d: no metrics log to report to", report.batch_id)
+            return
+        line = json.dumps(asdict(report), default=_json_default) + "\n"
+        with open(self.path, "a") as spool:
+            spool.write(line)
+
+    @staticmethod
+    def parse(line: str) -> BatchReport:
+        fields = json.loads(line)
+        fields["committed_at"] = datetime.fromisoformat(fields["committed_at"])
+        return BatchReport(**fields)
 
 
 def read_metrics_log(path: str | Path) -> list[dict[str, Any]]:

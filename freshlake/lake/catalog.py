@@ -46,6 +46,11 @@ class Lake:
         self.engine = engine or choose_engine(config, spark)
         self.root = config.root if "://" in config.root else str(Path(config.root).resolve())
 
+    def __reduce__(self):
+        # A Spark Connect foreachBatch function runs pickled in a Python process of the server:
+        # there the lake reopens (same root, resolved here) on that process's session.
+        return _reopen, (self.config.model_copy(update={"root": self.root}),)
+
     def uri(self, table: str) -> str:
         """Where a logical table lives."""
         return f"{self.root.rstrip('/')}/{self.config.table_name(table)}"
@@ -179,6 +184,10 @@ class Lake:
         for name in names:
             self.engine.read(f"{self.root.rstrip('/')}/{name}").createOrReplaceTempView(name)
         return names
+
+
+def _reopen(config: LakeConfig) -> Lake:
+    return Lake(config, SparkSession.active())
 
 
 def open_lake(config: Config, spark: SparkSession) -> Lake:
