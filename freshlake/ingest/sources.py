@@ -1,7 +1,8 @@
 """Input files for ingest: discovery, identity (for idempotence) and reading as raw records.
 
-Paths are resolved with Hadoop's FileSystem through the Spark JVM, so every URL Spark can read
-(local paths, `file:`, `hdfs://`, `s3a://`, `abfss://`, `gs://`, ...) works the same way.
+Paths are listed by Spark itself (the `binaryFile` source), so every URL Spark can read (local
+paths, `file:`, `hdfs://`, `s3a://`, `abfss://`, `gs://`, ...) works the same way, on a classic
+session and through Spark Connect.
 Every format becomes the same raw-record form, one JSON object per row in `value`, so a single
 validation path (features.validation) serves JSONL, CSV and Parquet alike.
 """
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
+from urllib.parse import urlparse
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -65,32 +69,42 @@ def format_of(path: str) -> Format | None:
     return None
 
 
-def _hidden(name: str) -> bool:
-    return name.startswith((".", "_"))
+def _qualified(pattern: str) -> str:
+    """An absolute path for a local one: a Spark Connect server may run in another directory."""
+    return pattern if "://" in pattern or ":/" in pattern else os.path.abspath(pattern)
 
 
-def _file_statuses(spark: SparkSession, pattern: str) -> list[tuple[object, bool]]:
-    """(Hadoop FileStatus, found in a directory) of every file a path or glob names.
+def _depth(path: str) -> int:
+    """Folders and name of a path or URL below its root (`file:/a/b` and `/a/b` are both 2)."""
+    return len([part for part in urlparse(path).path.split("/") if part])
 
-    Directories are listed recursively, leaving out hidden files (`_SUCCESS`, `.crc`, ...).
+
+def _listed_files(spark: SparkSession, pattern: str) -> list[tuple[str, int, int, bool]]:
+    """(path, size, modification ms, found in a directory) of every file a path or glob names.
+
+    Spark's own file listing (the `binaryFile` source without its content column, so no file is
+    read) works the same on a classic session and through Spark Connect, for every URL Spark
+    reads. Directories are listed recursively, leaving out hidden files and folders (`_SUCCESS`,
+    `.crc`, ...); a file deeper than the pattern was found in a directory it names.
     """
-    jvm = spark.sparkContext._jvm
-    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
-    path = jvm.org.apache.hadoop.fs.Path(pattern)
-    fs = path.getFileSystem(hadoop_conf)
-    statuses = []
-    for match in fs.globStatus(path) or []:
-        if not match.isDirectory():
-            statuses.append((match, False))
-            continue
-        base = match.getPath().toString()
-        found = fs.listFiles(match.getPath(), True)
-        while found.hasNext():
-            status = found.next()
-            relative = status.getPath().toString()[len(base) :]
-            if not any(_hidden(part) for part in relative.split("/") if part):
-                statuses.append((status, True))
-    return statuses
+    qualified = _qualified(pattern)
+    # Spark looks for a streaming sink's metadata under a single path and logs a stack trace
+    # when that path is a glob; named twice (the listing keeps each file once) it does not.
+    paths = [qualified, qualified] if any(c in qualified for c in "*?[{") else [qualified]
+    try:
+        rows = (
+            spark.read.format("binaryFile")
+            .option("recursiveFileLookup", "true")
+            .load(paths)
+            .select("path", "length", F.unix_millis("modificationTime").alias("modified_ms"))
+            .collect()
+        )
+    except AnalysisException as exc:
+        if "PATH_NOT_FOUND" in str(exc):
+            return []
+        raise
+    depth = _depth(qualified)
+    return [(r.path, r.length, r.modified_ms, _depth(r.path) > depth) for r in rows]
 
 
 def list_input_files(
@@ -105,19 +119,18 @@ def list_input_files(
     """
     files: dict[str, InputFile] = {}
     for pattern in paths:
-        statuses = _file_statuses(spark, pattern)
-        if not statuses:
+        listed = _listed_files(spark, pattern)
+        if not listed:
             raise FileNotFoundError(f"no input files at {pattern}")
         found = []
-        for status, in_directory in statuses:
-            path = status.getPath().toString()
+        for path, size, modified_ms, in_directory in listed:
             implied = format_of(path)
             chosen = implied if fmt == "auto" else fmt
             if in_directory and (implied is None or implied != chosen):
                 continue
             if chosen is None:
                 raise ValueError(f"cannot tell the format of {path}; pass --format")
-            found.append(InputFile(path, status.getLen(), status.getModificationTime(), chosen))
+            found.append(InputFile(path, size, modified_ms, chosen))
         if not found:
             raise FileNotFoundError(f"no {fmt} input files at {pattern}")
         kinds = {f.format for f in found}
