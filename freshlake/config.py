@@ -181,15 +181,15 @@ class TrainingConfig(Section):
     weighted_loss: bool = True
     train_split: str = "train"
     eval_split: str = "eval"
-    epochs: int = Field(default=2, ge=1)
-    batch_size: int = Field(default=1024, ge=1)
+    epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=256, ge=1)  # per process
     shuffle_buffer: int = Field(default=65_536, ge=1)  # rows shuffled together in memory
     num_workers: int = Field(default=1, ge=0)  # DataLoader workers per process
     seed: int = 0
     nproc: int = Field(default=1, ge=1)  # processes per node
     backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl with CUDA, else gloo
     optimizer: Literal["adagrad", "adam", "sgd"] = "adagrad"
-    learning_rate: float = Field(default=0.01, gt=0)
+    learning_rate: float = Field(default=0.02, gt=0)
     embedding_dim: int = Field(default=16, ge=1)
     # Hashed ids are folded into at most this many embedding rows per feature.
     max_embedding_rows: int = Field(default=65_536, ge=1)
@@ -198,6 +198,12 @@ class TrainingConfig(Section):
     smelu_beta: float = Field(default=1.0, gt=0)
     checkpoint_every: int = Field(default=200, ge=1)  # optimizer steps
     baseline_feature: str | None = "item_id"  # popularity baseline: weighted CTR per value
+    # After the last epoch, shift the output bias so the model is calibrated on its (weighted)
+    # train rows: the loss's own optimality condition for the bias (training/refit.py).
+    refit_output_bias: bool = True
+    # Training on `fresh_examples` before every window has closed (training/delayed_feedback.py):
+    # none | matured_only | importance (ES-DFM-style importance weights).
+    delayed_feedback: Literal["none", "matured_only", "importance"] = "importance"
 
 
 class StreamingConfig(Section):

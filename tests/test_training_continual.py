@@ -35,7 +35,8 @@ def test_warm_start_reads_only_files_added_since_the_previous_version(tmp_path, 
     uri = str(tmp_path / "lake" / "fresh_examples")
     first = synthetic_examples(30_000, seed=1)
     write_synthetic_table(uri, first)
-    config = config_for(tmp_path / "lake", table="fresh_examples")
+    # Every row counts here: no delayed-feedback handling (its own tests are below).
+    config = config_for(tmp_path / "lake", table="fresh_examples", delayed_feedback="none")
     first_card = train(make_job(config, tmp_path / "v0"))
     assert first_card["data"]["rows_per_epoch"] == [train_rows(first)]
 

@@ -105,6 +105,17 @@ class CTRModel(nn.Module):
         return self.mlp(torch.cat(parts, dim=1)).squeeze(1)
 
     @torch.no_grad()
+    def init_output_bias(self, logit: float) -> None:
+        """Start the average output near `logit` (the base rate's log-odds): the output
+        layer's bias set to it."""
+        self.mlp[-1].bias.fill_(logit)
+
+    @torch.no_grad()
+    def shift_output_bias(self, delta: float) -> None:
+        """Add `delta` to every logit (the output layer's bias)."""
+        self.mlp[-1].bias.add_(delta)
+
+    @torch.no_grad()
     def predict(self, batch: Batch) -> torch.Tensor:
         return torch.sigmoid(self.forward(batch))
 

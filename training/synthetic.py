@@ -35,6 +35,7 @@ def synthetic_examples(
     users: int = 2000,
     items: int = 400,
     start: date = date(2026, 1, 1),
+    click_delay_seconds: float = 300.0,
 ) -> pa.Table:
     """`impressions` served rows drawn from a logistic truth, negatives kept at `negative_rate`.
 
@@ -67,10 +68,17 @@ def synthetic_examples(
     keep_prob = np.where(label == 1, 1.0, negative_rate)
     kept = rng.random(impressions) < keep_prob
     day = rng.integers(0, days, impressions)
+    # Served at a uniform second of its day; a click follows after an exponential delay
+    # (mean `click_delay_seconds`), inside the labels' default one-hour window.
+    second = rng.integers(0, 86_400, impressions)
+    delay = np.minimum(rng.exponential(click_delay_seconds, impressions), 3_599.0)
     offsets = np.r_[0, np.cumsum(n_tokens)]
     query = [tokens[offsets[i] : offsets[i + 1]].tolist() for i in np.flatnonzero(kept)]
     rows = np.flatnonzero(kept)
     feature, missing = contract.feature_column, contract.missing_column
+    epoch = np.datetime64(start.isoformat(), "s")
+    served = epoch + (day[rows] * 86_400 + second[rows]).astype("timedelta64[s]")
+    clicked_at = served + (delay[rows] * 1e6).astype("timedelta64[us]")
     return pa.table(
         {
             "row_id": pa.array(rows, pa.int64()),
@@ -83,6 +91,10 @@ def synthetic_examples(
             feature("hour"): pa.array(hour[rows]),
             missing("hour"): pa.array(np.zeros(len(rows), np.int32)),
             feature("query"): pa.array(query, pa.list_(pa.int64())),
+            "served_at": pa.array(served.astype("datetime64[us]"), pa.timestamp("us", "UTC")),
+            contract.FIRST_ACTION_AT: pa.array(
+                clicked_at, pa.timestamp("us", "UTC"), mask=label[rows] == 0
+            ),
             contract.LABEL: pa.array(label[rows]),
             contract.SAMPLE_PROB: pa.array(keep_prob[rows]),
             contract.WEIGHT: pa.array(1 / keep_prob[rows]),

@@ -10,6 +10,7 @@ every shard's position), the model and its card.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,12 @@ from freshlake.training.audit import RowAudit
 from freshlake.training.batch import Batch, FeatureLayout, empty_batch
 from freshlake.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from freshlake.training.dataset import DeltaExamples
+from freshlake.training.delayed_feedback import (
+    TIME_COLUMNS,
+    DelayedFeedback,
+    DelayedFeedbackExamples,
+    fit_delayed_feedback,
+)
 from freshlake.training.distributed import (
     DistContext,
     all_gather,
@@ -41,22 +48,46 @@ from freshlake.training.distributed import shutdown as shutdown_distributed
 from freshlake.training.evaluate import NoEvalRowsError, evaluate_model
 from freshlake.training.job import TrainJob, job_snapshot
 from freshlake.training.model import CTRModel, ModelShape, make_optimizer, weighted_log_loss
+from freshlake.training.prior import log_odds, weighted_click_rate
+from freshlake.training.refit import refit_output_bias
 from freshlake.training.snapshot import Snapshot
 from freshlake.training.units import WorkUnit, plan_units
 
 log = logging.getLogger(__name__)
 
 
-def _build_model(config: Config, layout: FeatureLayout, warm_start: str | None) -> CTRModel:
+def _build_model(
+    config: Config,
+    layout: FeatureLayout,
+    units: list[WorkUnit],
+    warm_start: str | None,
+    feedback: DelayedFeedback,
+) -> tuple[CTRModel, dict[str, Any]]:
+    """The model to train and how it started: a warm start keeps the previous model's output
+    bias; a new model starts at the log-odds of the train rows' base rate (weighted by the
+    loss's weights), so it is calibrated before its first step."""
     t = config.training
     if warm_start:
         model = load_model(warm_start)
         log.info("warm start from %s", warm_start)
-        return model.train()
+        return model.train(), {"warm_start": warm_start}
     shape = ModelShape.from_layout(
         layout, t.max_embedding_rows, t.embedding_dim, t.hidden, t.activation, t.smelu_beta
     )
-    return CTRModel(shape)
+    model = CTRModel(shape)
+    rate, rows = weighted_click_rate(
+        units,
+        layout,
+        t.train_split,
+        weighted=t.weighted_loss,
+        prepare=None if feedback.mode == "none" else lambda table: feedback.apply(table, layout),
+        prepare_columns=() if feedback.mode == "none" else TIME_COLUMNS,
+    )
+    start: dict[str, Any] = {"base_rate": rate, "base_rate_rows": rows}
+    if rows and math.isfinite(rate):
+        start["output_bias"] = log_odds(rate)
+        model.init_output_bias(start["output_bias"])
+    return model, start
 
 
 def _progress(ctx: DistContext, total_rows: int, batch_size: int):
@@ -88,11 +119,13 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
     snapshot = job_snapshot(job, config)
     layout = FeatureLayout.from_spec(config.features.spec, snapshot.columns, t.label, t.weight)
     units = plan_units(snapshot)
+    feedback = job_feedback(job, config, units, layout, snapshot.columns)
     extras = (job.audit_column,) if job.audit_column else ()
-    dataset = train_dataset(config, units, layout, ctx, extras)
+    dataset = train_dataset(config, units, layout, ctx, extras, feedback)
     n_shards = ctx.world_size * max(t.num_workers, 1)
 
-    model = _build_model(config, layout, job.warm_start).to(ctx.device)
+    model, start = _build_model(config, layout, units, job.warm_start, feedback)
+    model = model.to(ctx.device)
     optimizer = make_optimizer(t.optimizer, model.parameters(), t.learning_rate)
     state = TrainState(n_shards=n_shards)
     saved = load_checkpoint(job.out_dir)
@@ -136,7 +169,11 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
     barrier(ctx)
     if not ctx.is_main:
         return None
-    return _finish(job, config, ctx, model, layout, units, snapshot, state, speed)
+    if t.refit_output_bias:
+        start["refit"] = _refit(config, model, units, layout, ctx, feedback)
+    if feedback.stats:
+        start["delayed_feedback"] = {"mode": feedback.mode, **feedback.stats}
+    return _finish(job, config, ctx, model, layout, units, snapshot, state, speed, start)
 
 
 def _train_epoch(
@@ -185,18 +222,76 @@ def _train_epoch(
     return int(all_sum(ctx, [local_rows])[0])
 
 
+def job_feedback(
+    job: TrainJob,
+    config: Config,
+    units: list[WorkUnit],
+    layout: FeatureLayout,
+    columns: list[str] | None = None,
+) -> DelayedFeedback:
+    """The delayed-feedback handling of the job: `training.delayed_feedback` on the online
+    joiner's table (whose newest rows may not have matured), none on any other."""
+    t = config.training
+    mode = t.delayed_feedback if job.table == contract.FRESH_EXAMPLES else "none"
+    if mode != "none" and t.loader != "delta":
+        raise ValueError(f"training.delayed_feedback={mode} needs training.loader=delta")
+    return fit_delayed_feedback(
+        mode,
+        units,
+        layout,
+        t.train_split,
+        window_seconds=config.labels.attribution_window_seconds,
+        watermark_delay_seconds=config.streaming.watermark_delay_seconds,
+        columns=columns,
+    )
+
+
+def _refit(
+    config: Config,
+    model: CTRModel,
+    units: list[WorkUnit],
+    layout: FeatureLayout,
+    ctx: DistContext,
+    feedback: DelayedFeedback,
+) -> dict[str, float]:
+    """Rank 0 solves the output-bias shift that calibrates the model on all train rows."""
+    t = config.training
+    rows = _examples(
+        units,
+        layout,
+        feedback,
+        batch_size=8192,
+        shuffle=False,
+        filters={contract.SPLIT: t.train_split},
+    )
+    refit = refit_output_bias(
+        model, rows.iter_shard(0, 1), weighted=t.weighted_loss, device=ctx.device
+    )
+    log.info("output bias refit on the train rows: %s", refit)
+    return refit
+
+
+def _examples(units, layout, feedback: DelayedFeedback, **options) -> DeltaExamples:
+    if feedback.mode == "none":
+        return DeltaExamples(units, layout, **options)
+    return DelayedFeedbackExamples(units, layout, feedback=feedback, **options)
+
+
 def train_dataset(
     config: Config,
     units: list[WorkUnit],
     layout: FeatureLayout,
     ctx: DistContext,
     extras: tuple[str, ...] = (),
+    feedback: DelayedFeedback | None = None,
 ) -> DeltaExamples:
-    """This rank's share of the train split, as the default loader reads it."""
+    """This rank's share of the train split, as the default loader reads it (kept and
+    re-weighted by `feedback` for rows whose labels may not have matured)."""
     t = config.training
-    return DeltaExamples(
+    return _examples(
         units,
         layout,
+        feedback or DelayedFeedback("none"),
         batch_size=t.batch_size,
         rank=ctx.rank,
         world_size=ctx.world_size,
@@ -277,6 +372,7 @@ def _finish(
     snapshot: Snapshot,
     state: TrainState,
     speed: dict[str, float],
+    start: dict[str, Any],
 ) -> dict[str, Any]:
     """Evaluate on the eval split and write the model, its card and calibration plot."""
     from freshlake.runs import code_version
@@ -347,6 +443,7 @@ def _finish(
             "device": str(ctx.device),
             "loader": t.loader,
             "warm_start": job.warm_start,
+            "start": start,
         },
         "metrics": {t.eval_split: metrics},
         "config": config.training.model_dump(mode="json"),
