@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         steps.append(
             (
                 "train the CTR model with torchrun DDP (2 CPU processes)",
-                ["train", "--out", str(model), "--nproc", "2", "--epochs", "3", *common],
+                ["train", "--out", str(model), "--nproc", "2", *common],
             )
         )
     timings = {title: _step(title, argv) for title, argv in steps}
@@ -148,6 +148,12 @@ def run(args: argparse.Namespace) -> int:
                     "2",
                     "--epochs",
                     "1",
+                    # The joiner's window and watermark delay: which fresh rows have matured
+                    # (training.delayed_feedback).
+                    "--set",
+                    f"labels.attribution_window_seconds={max(10, round(3600 / args.compression))}",
+                    "--set",
+                    "streaming.watermark_delay_seconds=5",
                     *common,
                 ],
             ),
