@@ -16,6 +16,7 @@ Spark passes option keys lower-cased and the read limit as `ReadMaxRows.max_rows
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -155,7 +156,10 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if self._consumer is None:
             from confluent_kafka import Consumer
 
-            config = consumer_config(self.options.bootstrap_servers, self.options.client)
+            config = consumer_config(
+                self.options.bootstrap_servers,
+                {"client.id": "fl-kafka-offsets", **self.options.client},
+            )
             self._consumer = Consumer(config)
         return self._consumer
 
@@ -244,8 +248,15 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 # Consumers kept by a Python worker between the tasks it runs (Spark reuses workers), as Spark's
 # own Kafka source pools them: creating one (threads, connection, metadata) costs each read task
 # tens of milliseconds, several times per micro-batch. Unassigned while idle, so they fetch
-# nothing.
-_IDLE_CONSUMERS: dict[tuple, list] = {}
+# nothing; closed once idle for `_POOL_IDLE_CLOSE_S` (a stopped query's workers live on and run
+# other jobs' tasks). An idle consumer still reconnects to its broker, so reader consumers log
+# only critical messages (`log_level` 2): a stopped broker would otherwise fill the worker's
+# stderr with `Connect to ... failed` until the consumer is closed. Errors of a read surface as
+# the read's exception (see `read_range`).
+_POOL_IDLE_CLOSE_S = 10.0
+_IDLE_CONSUMERS: dict[tuple, list[tuple[float, object]]] = {}
+_POOL_LOCK = threading.Lock()
+_REAPER: list[threading.Thread] = []
 
 
 def _pool_key(options: KafkaSourceOptions) -> tuple:
@@ -253,22 +264,54 @@ def _pool_key(options: KafkaSourceOptions) -> tuple:
 
 
 def _take_consumer(options: KafkaSourceOptions):
+    with _POOL_LOCK:
+        idle = _IDLE_CONSUMERS.get(_pool_key(options))
+        if idle:
+            return idle.pop()[1]
+    return _reader_consumer(options)
+
+
+def _reader_consumer(options: KafkaSourceOptions):
     from confluent_kafka import Consumer
 
-    idle = _IDLE_CONSUMERS.get(_pool_key(options))
-    if idle:
-        return idle.pop()
-    return Consumer(consumer_config(options.bootstrap_servers, options.client))
+    client = {"client.id": "fl-kafka-reader", "log_level": 2, **options.client}
+    return Consumer(consumer_config(options.bootstrap_servers, client))
 
 
 def _give_back(options: KafkaSourceOptions, consumer) -> None:
     consumer.unassign()
-    _IDLE_CONSUMERS.setdefault(_pool_key(options), []).append(consumer)
+    with _POOL_LOCK:
+        _IDLE_CONSUMERS.setdefault(_pool_key(options), []).append((time.monotonic(), consumer))
+        if not _REAPER:
+            _REAPER.append(
+                threading.Thread(target=_reap_forever, name="fl-kafka-reaper", daemon=True)
+            )
+            _REAPER[0].start()
+
+
+def close_idle_consumers(idle_s: float = 0.0) -> int:
+    """Close the pooled consumers idle for at least `idle_s` seconds; how many were closed."""
+    now = time.monotonic()
+    with _POOL_LOCK:
+        expired = [
+            c for pool in _IDLE_CONSUMERS.values() for since, c in pool if now - since >= idle_s
+        ]
+        for key, pool in list(_IDLE_CONSUMERS.items()):
+            _IDLE_CONSUMERS[key] = [(since, c) for since, c in pool if now - since < idle_s]
+    for consumer in expired:
+        consumer.close()
+    return len(expired)
+
+
+def _reap_forever() -> None:
+    while True:
+        time.sleep(1.0)
+        close_idle_consumers(_POOL_IDLE_CLOSE_S)
 
 
 def read_range(options: KafkaSourceOptions, rng: KafkaRange) -> Iterator[pa.RecordBatch]:
     """Records `[rng.start, rng.end)` of one partition as Arrow batches of the Kafka schema."""
-    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
     consumer = _take_consumer(options)
     consumer.assign([TopicPartition(rng.topic, rng.partition, rng.start)])
@@ -288,7 +331,7 @@ def read_range(options: KafkaSourceOptions, rng: KafkaRange) -> Iterator[pa.Reco
                 # A fetch that stalls (seen on a loaded local broker) is retried from
                 # `position` by a new client.
                 consumer.close()
-                consumer = Consumer(consumer_config(options.bootstrap_servers, options.client))
+                consumer = _reader_consumer(options)
                 consumer.assign([TopicPartition(rng.topic, rng.partition, position)])
                 seek_at = now
             # consume() waits out its timeout unless it got `num_messages`: ask for what is left.
