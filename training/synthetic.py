@@ -7,10 +7,11 @@ so a weighted model must come out calibrated and an unweighted one over-predicts
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from freshlake import contract
 from freshlake.config import FeatureSpec
@@ -36,6 +37,7 @@ def synthetic_examples(
     items: int = 400,
     start: date = date(2026, 1, 1),
     click_delay_seconds: float = 300.0,
+    day_seconds: int = 86_400,
 ) -> pa.Table:
     """`impressions` served rows drawn from a logistic truth, negatives kept at `negative_rate`.
 
@@ -68,9 +70,9 @@ def synthetic_examples(
     keep_prob = np.where(label == 1, 1.0, negative_rate)
     kept = rng.random(impressions) < keep_prob
     day = rng.integers(0, days, impressions)
-    # Served at a uniform second of its day; a click follows after an exponential delay
-    # (mean `click_delay_seconds`), inside the labels' default one-hour window.
-    second = rng.integers(0, 86_400, impressions)
+    # Served at a uniform second of the day's first `day_seconds`; a click follows after an
+    # exponential delay (mean `click_delay_seconds`), inside the labels' default one-hour window.
+    second = rng.integers(0, day_seconds, impressions)
     delay = np.minimum(rng.exponential(click_delay_seconds, impressions), 3_599.0)
     offsets = np.r_[0, np.cumsum(n_tokens)]
     query = [tokens[offsets[i] : offsets[i + 1]].tolist() for i in np.flatnonzero(kept)]
@@ -115,3 +117,48 @@ def write_synthetic_table(
     return write_arrow_table(
         uri, table, partition_by=[contract.DT], mode=mode, max_row_group_size=rows_per_group
     )
+
+
+def joiner_snapshot(
+    table: pa.Table, now: datetime, window_seconds: float, watermark_delay_seconds: float
+) -> pa.Table:
+    """The rows of a complete `table` the online joiner has written by `now`: a positive once
+    its click has arrived, a negative once the watermark (`now` - delay) passed its window."""
+    now_us = np.datetime64(now.replace(tzinfo=None), "us")
+    served = table.column("served_at").to_numpy().astype("datetime64[us]")
+    clicked = table.column(contract.FIRST_ACTION_AT).to_numpy().astype("datetime64[us]")
+    label = table.column(contract.LABEL).to_numpy()
+    closes = served + np.timedelta64(int((window_seconds + watermark_delay_seconds) * 1e6), "us")
+    positive = (label == 1) & (clicked <= now_us)
+    negative = (label == 0) & (closes <= now_us)
+    return table.filter(pa.array((served <= now_us) & (positive | negative)))
+
+
+def delayed_feedback_stream(
+    impressions: int, *, seed: int = 0, negative_rate: float = 0.1, day_seconds: int = 10_800
+) -> tuple[pa.Table, pa.Table, datetime]:
+    """A batch table and a fresh table cut from one logistic truth, for delayed-feedback checks.
+
+    Four days of `day_seconds` of traffic each: days 1, 2 and 4 (the eval day) are the batch
+    `examples`, complete; day 3 is the joiner's `fresh_examples` as written by the end of its
+    traffic, `now` (default one-hour window, 120 s watermark delay): its last window holds only
+    the clicks that have arrived. Returns (examples, fresh_examples, now).
+    """
+    table = synthetic_examples(
+        impressions,
+        seed=seed,
+        negative_rate=negative_rate,
+        days=4,
+        eval_days=1,
+        day_seconds=day_seconds,
+    )
+    stream_day = date(2026, 1, 3)
+    in_stream = pc.equal(table.column(contract.DT), pa.scalar(stream_day, pa.date32()))
+    now = datetime.combine(stream_day, datetime.min.time()) + timedelta(seconds=day_seconds)
+    fresh = joiner_snapshot(table.filter(in_stream), now, 3600, 120)
+    fresh = fresh.set_column(
+        fresh.schema.get_field_index(contract.SOURCE),
+        contract.SOURCE,
+        pa.array(["stream"] * fresh.num_rows),
+    )
+    return table.filter(pc.invert(in_stream)), fresh, now

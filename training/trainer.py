@@ -171,8 +171,8 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
         return None
     if t.refit_output_bias:
         start["refit"] = _refit(config, model, units, layout, ctx, feedback)
-    if feedback.stats:
-        start["delayed_feedback"] = {"mode": feedback.mode, **feedback.stats}
+    if job.table == contract.FRESH_EXAMPLES:
+        start["delayed_feedback"] = {"mode": feedback.mode, **(feedback.stats or {})}
     return _finish(job, config, ctx, model, layout, units, snapshot, state, speed, start)
 
 
