@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from datetime import date
 
@@ -260,3 +261,32 @@ def test_a_read_error_reaches_the_consumer(examples, tmp_path):
     dataset.units.append(WorkUnit(str(tmp_path / "gone.parquet"), 0, 10))
     with pytest.raises(FileNotFoundError):
         list(dataset.batches(2))
+
+
+def test_text_bags_of_sliced_and_chunked_lists_and_null_lists_that_span_values():
+    """Bags come from the list offsets as stored: a sliced array, several chunks, a null list
+    whose offsets still span values (allowed by Arrow) and null ids inside a bag."""
+    import pyarrow as pa
+
+    from freshlake.training.batch import to_batch
+
+    values = pa.array([1, 2, 3, 4, None, 6, 7, 8], pa.int64())
+    offsets = pa.array([0, 2, 4, 5, 7, 8], pa.int32())
+    lists = pa.ListArray.from_arrays(
+        offsets, values, mask=pa.array([False, True, False, False, False])
+    )
+    expected = [[], [0], [6, 7], [8]]  # rows 1.. of the stored lists, as bags
+    layout = FeatureLayout((), (), ("f_query",), weight=None)
+    label = pa.array([0, 1, 0, 1], pa.int32())
+    columns = [lists.slice(1), pa.chunked_array([lists.slice(1, 2), lists.slice(3, 2)])]
+    for column, order in itertools.product(
+        columns, [None, np.array([3, 0, 2, 1]), np.array([2, 2, 0]), np.array([], np.int64)]
+    ):
+        table = pa.table({"f_query": column, "label": label})
+        batch = to_batch(table, layout, order=order)
+        rows = range(4) if order is None else order
+        ids, starts = batch.text_ids[0].tolist(), [*batch.text_offsets[0].tolist(), None]
+        bags = [ids[a:b] for a, b in itertools.pairwise(starts)]
+        assert bags == [expected[i] for i in rows]
+        assert batch.label.tolist() == [float(i % 2) for i in rows]
+        assert batch.weight.tolist() == [1.0] * len(rows)

@@ -4,12 +4,14 @@ Column contract (`freshlake.contract`): categorical feature `x` -> `f_x` bigint 
 numeric -> `f_x` double plus `f_x_missing` 0/1; text -> `f_x` array<bigint> of n-gram hash ids.
 
 The loader decodes a whole block of rows at once (`to_batch` with the block's row order, its
-filter and shuffle in one gather per column) and hands out batches as views of that block
-(`Batch.rows`): no per-batch conversion, no per-row Python.
+filter and shuffle in one gather per column, read from zero-copy numpy views of the Arrow
+buffers and written straight into one allocation for the block) and hands out batches as views
+of that block (`Batch.split`): no per-batch conversion, no per-row Python.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -184,15 +186,51 @@ def empty_batch(layout: FeatureLayout) -> Batch:
     )
 
 
-def _empty(count: int, dtype: type) -> np.ndarray:
-    """An uninitialised array in Arrow's memory pool.
+class _Scratch(threading.local):
+    """Per-thread work arrays reused from block to block (never handed out).
 
-    The pool reuses its pages from block to block; fresh numpy arrays of a block's size were
-    mapped anew each time, a page fault per 4 KiB that cost a third of the decode.
+    Temporaries of a block's size, allocated anew per block, were mapped afresh by the
+    allocator each time: a page fault per 4 KiB, which cost as much as the gathers themselves.
     """
-    dtype = np.dtype(dtype)
-    buffer = pa.allocate_buffer(max(count * dtype.itemsize, 1))
-    return np.frombuffer(buffer, dtype=dtype, count=count)
+
+    def __init__(self) -> None:
+        self.arrays: dict[tuple[str, np.dtype], np.ndarray] = {}
+
+    def get(self, name: str, count: int, dtype: type) -> np.ndarray:
+        key = (name, np.dtype(dtype))
+        array = self.arrays.get(key)
+        if array is None or len(array) < count:
+            array = self.arrays[key] = np.empty(max(count, 1024), dtype=dtype)
+        return array[:count]
+
+
+_scratch = _Scratch()
+
+
+class _Arena:
+    """One allocation holding every output array of a block, carved into aligned pieces.
+
+    The block's tensors are views of it, so the memory lives while any batch of the block does.
+    One allocation per block instead of one per column keeps the allocator's work (and its
+    page faults on fresh mappings) to a single region.
+    """
+
+    ALIGN = 64
+
+    def __init__(self, sizes: Sequence[tuple[int, type]]):
+        self._offsets, total = [], 0
+        for count, dtype in sizes:
+            self._offsets.append(total)
+            total += -(-count * np.dtype(dtype).itemsize // self.ALIGN) * self.ALIGN
+        self._buffer = np.empty(max(total, 1), dtype=np.uint8)
+        self._sizes, self._next = list(sizes), 0
+
+    def take(self) -> np.ndarray:
+        """The next piece, in the order of `sizes`."""
+        count, dtype = self._sizes[self._next]
+        start = self._offsets[self._next]
+        self._next += 1
+        return np.frombuffer(self._buffer, dtype=dtype, count=count, offset=start)
 
 
 def _array(column: Column) -> pa.Array:
@@ -204,59 +242,74 @@ def _array(column: Column) -> pa.Array:
     return column.combine_chunks() if column.num_chunks else pa.array([], column.type)
 
 
-def _values(column: Column, dtype: type, fill: float = 0) -> np.ndarray:
-    """A numeric column as a read-only numpy view of Arrow memory, nulls filled, as `dtype`."""
+def _source(column: Column, fill: float = 0) -> np.ndarray:
+    """A numeric column as numpy, nulls filled: a view of Arrow's memory when it has no nulls."""
     array = _array(column)
     if array.null_count:
-        array = pc.fill_null(array, fill)
-    target = pa.from_numpy_dtype(dtype)
-    if array.type != target:
-        array = array.cast(target)
+        array = pc.fill_null(array, pa.scalar(fill).cast(array.type))
     return array.to_numpy(zero_copy_only=False)
 
 
 def _gather(values: np.ndarray, order: np.ndarray | None, out: np.ndarray) -> np.ndarray:
-    """`values[order]` (or all `values`) written into `out`."""
+    """`values[order]` (or all `values`) written into `out`, converted to its dtype."""
     if order is None:
-        out[...] = values
-    else:  # order holds valid indices only: no bounds checks ("clip")
+        np.copyto(out, values, casting="unsafe")
+    elif values.dtype == out.dtype:  # order holds valid indices only: no bounds checks
         np.take(values, order, out=out, mode="clip")
+    else:
+        picked = _scratch.get("gather", len(order), values.dtype)
+        np.take(values, order, out=picked, mode="clip")
+        np.copyto(out, picked, casting="unsafe")
     return out
 
 
-def _matrix(
-    table: pa.Table | pa.RecordBatch,
-    names: Sequence[str],
-    dtype: type,
-    order: np.ndarray | None,
-    n: int,
-) -> torch.Tensor:
-    """Columns `names` as an [n, len(names)] tensor, stored column by column."""
-    out = _empty(len(names) * n, dtype).reshape(len(names), n)
-    for row, name in zip(out, names, strict=True):
-        _gather(_values(table.column(name), dtype), order, row)
-    return torch.from_numpy(out).T
+class _Bag:
+    """A list<int> column's rows as EmbeddingBag ids and offsets, sized before it is filled."""
+
+    def __init__(self, column: Column, order: np.ndarray | None):
+        array = _array(column)
+        n = len(array)
+        offsets = np.frombuffer(array.buffers()[1], dtype=_offset_type(array.type))
+        offsets = offsets[array.offset : array.offset + n + 1]
+        self.starts = offsets[:-1]
+        lengths = np.diff(offsets).astype(np.int64, copy=False)
+        if array.null_count:  # a null list is an empty bag, whatever its offsets span
+            valid = array.is_valid().to_numpy(zero_copy_only=False)
+            lengths = np.where(valid, lengths, 0)
+        self.values = _source(array.values)  # the child as stored; offsets index into it
+        self.order = order
+        if order is not None:
+            lengths = np.take(lengths, order, mode="clip")
+            self.starts = np.take(self.starts, order, mode="clip")
+        self.lengths = lengths
+        self.rows, self.total = len(lengths), int(lengths.sum())
+
+    def fill(self, ids: np.ndarray, offsets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.rows:
+            offsets[0] = 0
+            np.cumsum(self.lengths[:-1], out=offsets[1:])
+        contiguous = self.order is None and bool(
+            self.rows == 0 or (np.diff(self.starts) == self.lengths[:-1]).all()
+        )
+        if contiguous:  # the bags lie back to back in the child: one copy
+            first = int(self.starts[0]) if self.rows else 0
+            np.copyto(ids, self.values[first : first + self.total], casting="unsafe")
+        elif self.total:
+            # Position j of bag i reads child[start_i + j]: a step of 1 along a bag, a jump to
+            # the next non-empty bag's start at its first id; the running sum is every index.
+            step = _scratch.get("step", self.total, np.int64)
+            step.fill(1)
+            full = self.lengths > 0
+            firsts, starts = offsets[full], self.starts[full].astype(np.int64)
+            step[firsts[0]] = starts[0]
+            step[firsts[1:]] = starts[1:] - (starts[:-1] + self.lengths[full][:-1] - 1)
+            np.cumsum(step, out=step)
+            _gather(self.values, step, ids)
+        return torch.from_numpy(ids), torch.from_numpy(offsets)
 
 
-def _vector(
-    column: Column, dtype: type, order: np.ndarray | None, n: int, fill: float = 0
-) -> torch.Tensor:
-    return torch.from_numpy(_gather(_values(column, dtype, fill), order, _empty(n, dtype)))
-
-
-def _bags(column: Column, order: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A list<int> column as EmbeddingBag ids and offsets (a null list is an empty bag)."""
-    array = _array(column)
-    if order is not None:
-        array = array.take(pa.array(order))
-    lengths = _values(pc.list_value_length(array), np.int64)
-    offsets = _empty(len(lengths), np.int64)
-    if len(lengths):
-        offsets[0] = 0
-        np.cumsum(lengths[:-1], out=offsets[1:])
-    values = _values(pc.list_flatten(array), np.int64)
-    ids = _gather(values, None, _empty(len(values), np.int64))  # writable, for torch
-    return torch.from_numpy(ids), torch.from_numpy(offsets)
+def _offset_type(data_type: pa.DataType) -> type:
+    return np.int64 if pa.types.is_large_list(data_type) else np.int32
 
 
 def to_batch(
@@ -267,21 +320,46 @@ def to_batch(
 ) -> Batch:
     """Tensors of a table's rows: all, or those at the indices `order` (filtered, shuffled).
 
-    Nulls: id 0, value 0, empty bag, weight 1.
+    Each column is gathered once, straight into the block's arena (no per-column allocation);
+    Arrow data is read through zero-copy numpy views. Nulls: id 0, value 0, empty bag, weight 1.
     """
     n = table.num_rows if order is None else len(order)
-    bags = [_bags(table.column(c), order) for c in layout.text]
-    weight = (
-        _vector(table.column(layout.weight), np.float32, order, n, fill=1.0)
-        if layout.weight
-        else torch.ones(n, dtype=torch.float32)
-    )
+    bags = [_Bag(table.column(c), order) for c in layout.text]
+    dense = [
+        (len(layout.categorical) * n, np.int64),
+        (len(layout.numeric) * n, np.float32),
+        (n, np.float32),  # label
+        (n, np.float32),  # weight
+        *((n, np.float64) for _ in extras),
+    ]
+    arena = _Arena([*dense, *((size, np.int64) for bag in bags for size in (bag.total, n))])
+
+    def matrix(names: Sequence[str], dtype: type) -> torch.Tensor:
+        out = arena.take().reshape(len(names), n)  # stored column by column
+        for row, name in zip(out, names, strict=True):
+            _gather(_source(table.column(name)), order, row)
+        return torch.from_numpy(out).T
+
+    def vector(name: str | None, fill: float = 0) -> torch.Tensor:
+        out = arena.take()
+        if name is None:
+            out.fill(fill)
+        else:
+            _gather(_source(table.column(name), fill), order, out)
+        return torch.from_numpy(out)
+
+    categorical = matrix(layout.categorical, np.int64)
+    numeric = matrix(layout.numeric, np.float32)
+    label = vector(layout.label)
+    weight = vector(layout.weight, fill=1.0)
+    extra = {c: vector(c) for c in extras}
+    filled = [bag.fill(arena.take(), arena.take()) for bag in bags]
     return Batch(
-        categorical=_matrix(table, layout.categorical, np.int64, order, n),
-        numeric=_matrix(table, layout.numeric, np.float32, order, n),
-        text_ids=[ids for ids, _ in bags],
-        text_offsets=[offsets for _, offsets in bags],
-        label=_vector(table.column(layout.label), np.float32, order, n),
+        categorical=categorical,
+        numeric=numeric,
+        text_ids=[ids for ids, _ in filled],
+        text_offsets=[offsets for _, offsets in filled],
+        label=label,
         weight=weight,
-        extras={c: _vector(table.column(c), np.float64, order, n) for c in extras},
+        extras=extra,
     )

@@ -5,7 +5,20 @@ read block by block (a block: about `shuffle_buffer` rows of consecutive work un
 decoded once into tensors with its filter and shuffle applied in the same gather, and batches
 are views of it. With `num_workers` > 0, that many threads decode one shard each and hand their
 batches over as they are (no copy); with 0, blocks are decoded in the consuming thread. Parquet
-reads run `read_ahead` blocks ahead in a thread of their own when decoding is inline.
+reads run `read_ahead` blocks ahead in a thread of their own when decoding is inline; a reader
+keeps its last few files open, so a file's footer is parsed once, not once per row group.
+
+What the shuffle guarantees (`shuffle=True`), for a given `(seed, epoch)` and world size:
+- every row passing the filters is delivered exactly once per epoch across all ranks and
+  workers, in the same order on every run (and after `set_epoch(..., resume=...)`);
+- the work units (Parquet row groups) are in a uniformly random order, the same in every
+  process, dealt round-robin to the shards;
+- inside a block, the rows are in a uniformly random order (a permutation drawn from
+  `(seed, epoch, shard, block)`), so a batch is a uniform sample without replacement of its
+  block's rows (two blocks' rows where a batch straddles a block boundary).
+It is not a global row shuffle: rows of one row group always share a block, so a row group's
+rows meet in batches more often than chance would have them; a `shuffle_buffer` of several row
+groups mixes them with others.
 
 Each yielded `Batch` says where its shard stands afterwards, so a trainer can checkpoint exactly
 what it consumed and `set_epoch(epoch, resume=...)` continues from there. The dataset is also a
@@ -15,17 +28,26 @@ way by DataLoader worker), for code that wants worker processes.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import reduce
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from torch.utils.data import IterableDataset, get_worker_info
 
 from freshlake.training.background import background, round_robin
 from freshlake.training.batch import Batch, FeatureLayout, concat_batches, to_batch
-from freshlake.training.units import WorkUnit, blocks, epoch_order, read_unit, shard_units
+from freshlake.training.units import (
+    WorkUnit,
+    blocks,
+    epoch_order,
+    open_file,
+    read_unit,
+    shard_units,
+)
 
 # shard -> (block, row): the next row that shard has not yet delivered.
 ShardPositions = Mapping[int, tuple[int, int]]
@@ -111,7 +133,8 @@ class DeltaExamples(IterableDataset):
         `read_ahead` blocks ahead in a thread."""
         grouped = self.shard_blocks(shard, n_shards)
         start = self.resume.get(shard, (0, 0))[0]
-        tables: Iterable[pa.Table] = map(self._read, grouped[start:])
+        columns = list(dict.fromkeys([*self.layout.columns(), *self.extras, *self.filters]))
+        tables: Iterable[pa.Table] = map(_BlockReader(columns).read, grouped[start:])
         if read_ahead:
             tables = background(tables, read_ahead, f"loader-read-{shard}")
         for index, table in enumerate(tables, start):
@@ -141,11 +164,6 @@ class DeltaExamples(IterableDataset):
         if carried_rows:
             yield _positioned(concat_batches(carried), (self.epoch, shard, n_blocks, 0))
 
-    def _read(self, units: Sequence[WorkUnit]) -> pa.Table:
-        columns = list(dict.fromkeys([*self.layout.columns(), *self.extras, *self.filters]))
-        parts = [read_unit(u, columns) for u in units]
-        return pa.concat_tables(parts, promote_options="permissive")
-
     def _order(self, table: pa.Table, shard: int, index: int) -> np.ndarray | None:
         """The block's rows in delivery order: those passing the filters, shuffled with
         `(seed, epoch, shard, block)`; None for all rows as stored."""
@@ -160,6 +178,30 @@ class DeltaExamples(IterableDataset):
             permutation = rng.permutation(rows)
             order = permutation if order is None else order[permutation]
         return order
+
+
+class _BlockReader:
+    """Reads blocks of units, keeping the last few files open: a file's footer is parsed once
+    for all of its row groups the shard reads, not once per row group."""
+
+    OPEN_FILES = 4
+
+    def __init__(self, columns: Sequence[str]):
+        self.columns = list(columns)
+        self.files: OrderedDict[str, pq.ParquetFile] = OrderedDict()
+
+    def read(self, units: Sequence[WorkUnit]) -> pa.Table:
+        parts = [read_unit(u, self.columns, self._file(u.uri)) for u in units]
+        return (
+            parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
+        )
+
+    def _file(self, uri: str) -> pq.ParquetFile:
+        file = self.files.pop(uri, None) or open_file(uri)
+        self.files[uri] = file  # the most recently used last
+        while len(self.files) > self.OPEN_FILES:
+            self.files.popitem(last=False)
+        return file
 
 
 def _cuts(first: int, rows: int, size: int, carried: int) -> list[int]:

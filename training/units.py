@@ -36,14 +36,18 @@ def open_file(uri: str) -> pq.ParquetFile:
     return pq.ParquetFile(fs.open_input_file(path))
 
 
-def read_unit(unit: WorkUnit, columns: Sequence[str]) -> pa.Table:
+def read_unit(
+    unit: WorkUnit, columns: Sequence[str], file: pq.ParquetFile | None = None
+) -> pa.Table:
     """The `columns` of one unit's row group, view types read as plain string / binary.
+
+    `file`: the unit's file already open (its footer parsed once for all its row groups).
 
     Files rewritten by delta-rs (a MERGE that updates labels in place) carry string_view /
     binary_view in their Arrow schema; files written by Spark tasks do not, and one block or
     evaluation pass may hold both.
     """
-    table = open_file(unit.uri).read_row_group(unit.row_group, columns=list(columns))
+    table = (file or open_file(unit.uri)).read_row_group(unit.row_group, columns=list(columns))
     fields = [pa.field(f.name, _plain_type(f.type), f.nullable) for f in table.schema]
     schema = pa.schema(fields)
     return table if schema.equals(table.schema) else table.cast(schema)
