@@ -133,12 +133,48 @@ def _reuse_or_free_port(previous: int | None) -> int:
     raise TopicStoreError("no free port on 127.0.0.1")  # pragma: no cover - port 0 always binds
 
 
+def _prefix_listing_handler():
+    """LocalBucket's request handler with TCP_NODELAY, listing only the folder a prefix names.
+
+    http.server writes a response's headers and body in separate sends: with Nagle's algorithm
+    on, each response to the broker's kept-alive connection waited for a delayed ACK (~40 ms),
+    and Tansu's S3 engine makes a few requests per fetch. LocalBucket walks the whole bucket for every listing; Tansu's S3 engine lists a partition's
+    record batches (prefix `.../partitions/N/records/`) on every fetch, so the cost of a fetch
+    grew with every object of every topic. Keys under a prefix's folder are the same either way.
+    """
+    from localbucket import S3Handler
+
+    class PrefixListingHandler(S3Handler):
+        disable_nagle_algorithm = True
+
+        def _list_entries(self, bucket_dir, prefix, delimiter, marker, marker_is_prefix, max_keys):
+            folder = prefix.rpartition("/")[0]
+            if not folder or (marker and not marker.startswith(folder + "/")):
+                return super()._list_entries(
+                    bucket_dir, prefix, delimiter, marker, marker_is_prefix, max_keys
+                )
+            cut = len(folder) + 1
+            contents, common, truncated, last = super()._list_entries(
+                Path(bucket_dir, folder), prefix[cut:], delimiter, marker[cut:],
+                marker_is_prefix, max_keys,
+            )  # fmt: skip
+            return (
+                [(f"{folder}/{key}", path) for key, path in contents],
+                [f"{folder}/{name}" for name in common],
+                truncated,
+                f"{last[:2]}{folder}/{last[2:]}" if last else last,
+            )
+
+    return PrefixListingHandler
+
+
 def main() -> None:
     """`python -m freshlake.streaming.topic_store DATA_ROOT --port N`: LocalBucket on 127.0.0.1,
     logging warnings and errors only (not a line per request)."""
     import localbucket
 
     logging.getLogger("localbucket").setLevel(logging.WARNING)
+    localbucket.S3Handler = _prefix_listing_handler()
     sys.argv = ["localbucket", "--host", HOST, *sys.argv[1:]]
     localbucket.main()
 
