@@ -260,6 +260,46 @@ def generate_segments(work: Path, rate: float, seconds: float, segment_s: float)
     return segments
 
 
+def report(work: Path) -> dict:
+    """The soak's figures from its work folder (run.json, samples.jsonl, the metrics log)."""
+    run = json.loads((work / "run.json").read_text())
+    samples = [json.loads(line) for line in (work / "samples.jsonl").read_text().splitlines()]
+    metrics = read_metrics_log(run["metrics_log"])
+    minutes, warmup = run["ran_minutes"], run["warmup_minutes"]
+    latencies = click_latencies(metrics, run["started_epoch"])
+    steady = [s for s in samples if s["minute"] >= warmup]
+    steady_lat = [(m, v) for m, v in latencies if warmup <= m < minutes]
+    trends = {
+        "latency_p50_s (per minute)": trend(per_minute_percentiles(steady_lat, 0.5)),
+        "latency_p99_s (per minute)": trend(per_minute_percentiles(steady_lat, 0.99)),
+        **{
+            key: trend([(s["minute"], s.get(key)) for s in steady])
+            for key in RESOURCES
+            if any(s.get(key) is not None for s in steady)
+        },
+    }
+    events = sum(r["input_rows"] or 0 for r in metrics)
+    result = {
+        "rate": run["rate"],
+        "minutes_planned": run["minutes"],
+        "minutes_ran": round(minutes, 2),
+        "failure": run["failure"],
+        "storage": run["storage"],
+        "trigger_s": run["trigger"],
+        "events_processed": events,
+        "processed_events_per_s": round(events / (minutes * 60)),
+        "batches": len(metrics),
+        "batch_duration_p50_s": _round(quantile([r["batch_duration_s"] for r in metrics], 0.5)),
+        "positives": len(latencies),
+        "mean_load_1m": _round(sum(s["load_1m"] for s in samples) / len(samples)),
+        "windows": windows(latencies, samples, minutes, run["window_minutes"]),
+        f"trends_after_{warmup:g}_min": trends,
+    }
+    print(json.dumps(result, indent=2))
+    (work / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s (default 1000)")
@@ -274,7 +314,11 @@ def main() -> int:
     parser.add_argument("--warmup-minutes", type=float, default=5.0)
     parser.add_argument("--work", help="work folder (default: a new temporary one)")
     parser.add_argument("--produce", nargs="+", help=argparse.SUPPRESS)  # the producer process
+    parser.add_argument("--report", help="print the figures of an earlier run's --work folder")
     args = parser.parse_args()
+    if args.report:
+        report(Path(args.report))
+        return 0
     if args.produce:
         config_file, *segments = args.produce
         produce_segments(
@@ -330,59 +374,39 @@ def main() -> int:
                    str(args.compression), "--produce", str(config_file), *map(str, segments)]  # fmt: skip
         producer = subprocess.Popen(command, cwd=REPO)
         started, started_epoch = time.monotonic(), time.time()
-        samples: list[dict] = []
+        (work / "run.json").write_text(json.dumps({**vars(args), "started_epoch": started_epoch}))
         state_rows = None
         next_sample = started
-        samples_file = work / "samples.jsonl"
-        print(f"soak: {args.minutes} min at {args.rate:.0f} events/s; samples in {samples_file}")
+        failure = None
+        print(f"soak: {args.minutes} min at {args.rate:.0f} events/s; samples in {work}")
         while time.monotonic() - started < args.minutes * 60:
             query.awaitTermination(1.0)
             for row in recorder.drain(query):
                 state_rows = row["state_rows"] if row["state_rows"] is not None else state_rows
             if not query.isActive:
-                raise RuntimeError(f"the joiner stopped: {query.exception()}")
+                failure = f"the joiner stopped: {str(query.exception()).splitlines()[0]}"
+                break
             if producer.poll() not in (None, 0):
-                raise RuntimeError(f"the producer failed ({producer.returncode})")
+                failure = f"the producer failed ({producer.returncode})"
+                break
             if time.monotonic() >= next_sample:
                 sample = sampler.sample(started, state_rows)
-                samples.append(sample)
-                with open(samples_file, "a") as out:
+                with open(work / "samples.jsonl", "a") as out:
                     out.write(json.dumps(sample) + "\n")
                 next_sample += args.sample_seconds
+        minutes = (time.monotonic() - started) / 60
         producer.terminate()
         producer.wait(30)
-        stop_between_batches(query)
+        if query.isActive:
+            stop_between_batches(query)
         recorder.drain(query, final=True)
-
-        metrics = read_metrics_log(metrics_log)
-        latencies = click_latencies(metrics, started_epoch)
-        steady = [s for s in samples if s["minute"] >= args.warmup_minutes]
-        steady_lat = [(m, v) for m, v in latencies if args.warmup_minutes <= m < args.minutes]
-        trends = {
-            "latency_p50_s (per minute)": trend(per_minute_percentiles(steady_lat, 0.5)),
-            "latency_p99_s (per minute)": trend(per_minute_percentiles(steady_lat, 0.99)),
-            **{
-                key: trend([(s["minute"], s.get(key)) for s in steady])
-                for key in RESOURCES
-                if any(s.get(key) is not None for s in steady)
-            },
-        }
-        events = sum(r["input_rows"] or 0 for r in metrics)
-        result = {
-            "rate": args.rate,
-            "minutes": args.minutes,
-            "storage": args.storage,
-            "trigger_s": args.trigger,
-            "events_processed": events,
-            "processed_events_per_s": round(events / (args.minutes * 60)),
-            "batches": len(metrics),
-            "positives": len(latencies),
-            "mean_load_1m": _round(sum(s["load_1m"] for s in samples) / len(samples)),
-            "windows": windows(latencies, samples, args.minutes, args.window_minutes),
-            f"trends_after_{args.warmup_minutes:g}_min": trends,
-        }
-        print(json.dumps(result, indent=2))
-        (work / "result.json").write_text(json.dumps(result, indent=2))
+        (work / "run.json").write_text(
+            json.dumps(
+                {**vars(args), "started_epoch": started_epoch, "ran_minutes": minutes,
+                 "failure": failure, "metrics_log": str(metrics_log)}
+            )
+        )  # fmt: skip
+        report(work)
     finally:
         if producer is not None and producer.poll() is None:
             producer.kill()
