@@ -21,7 +21,7 @@ EPOCH_MS_PATTERN = r"^\s*-?\d+(\.\d+)?([eE][+-]?\d+)?\s*$"
 def parse_event_time(text: Column) -> Column:
     """A timestamp from ISO-8601 text or epoch milliseconds; NULL when it is neither."""
     epoch_ms = text.try_cast("double")
-    from_epoch = F.timestamp_micros(F.round(epoch_ms * 1000).cast("long"))
+    from_epoch = F.timestamp_micros(F.round(epoch_ms * 1000).try_cast("long"))
     return (
         F.when(text.rlike(ISO_PATTERN), F.trim(text).try_cast("timestamp"))
         .when(

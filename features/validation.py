@@ -12,6 +12,13 @@ record's one quarantine reason, in this order: malformed_row, malformed_json, mi
 bad_type, bad_timestamp, future_timestamp, ancient_timestamp, out_of_range, unknown_action.
 `detail` names the field. Fields outside the contract go to `extra` (strings as they are,
 numbers/booleans/objects/arrays as JSON text). Nothing is deduplicated here.
+
+Validation is total: whatever bytes a record holds, it is valid or quarantined, and no
+expression here can raise under ANSI mode (casts are `try_cast`, numbers are range-checked
+before they narrow). A payload that is not valid UTF-8 is a malformed_row (its `raw` keeps the
+text with U+FFFD for the bad bytes); an object with a duplicate key, at the top level or in
+`features`, is ambiguous and rejected (malformed_json, bad_type); a leading byte order mark
+is dropped before parsing.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ FieldKind = Literal["string", "token", "int", "double", "timestamp", "map"]
 COORDINATES = ("source_file", "topic", "partition", "offset")
 REASON, DETAIL = "_reason", "_detail"
 MAX_DETAIL_VALUE = 120
+BYTE_ORDER_MARK = "\ufeff"
 
 
 @dataclass(frozen=True)
@@ -127,27 +135,53 @@ def _shown(value: Column) -> Column:
 def _cast(field: RecordField, text: Column) -> Column:
     """The field's text cast to its contract type; NULL when it does not cast."""
     if field.kind == "int":
+        # Through double, so 3.0 and 1.5e3 are whole numbers; NULL when fractional, NaN,
+        # infinite or beyond int (try_cast: never an overflow error).
         number = text.try_cast("double")
-        return F.when(number == F.floor(number), number.try_cast("int"))
+        whole = number.try_cast("int")
+        return F.when(whole.cast("double") == number, whole)
     if field.kind == "double":
         return text.try_cast("double")
     if field.kind == "timestamp":
         return parse_event_time(text)
     if field.kind == "map":
-        return F.from_json(text, STRING_MAP)
+        return _unique_keys(F.from_json(text, STRING_MAP))
     if field.kind == "token":
         return F.lower(F.trim(text))
     return text
 
 
+def _unique_keys(parsed: Column) -> Column:
+    """The map when its keys are unique, else NULL (JSON with a repeated name is ambiguous)."""
+    keys = F.map_keys(parsed)
+    return F.when(F.size(keys) == F.size(F.array_distinct(keys)), parsed)
+
+
+def _repeated_keys(parsed: Column) -> Column:
+    """The keys of a map that occur more than once, comma-separated."""
+    keys = F.map_keys(parsed)
+    repeated = F.filter(keys, lambda k: F.size(F.filter(keys, lambda other: other == k)) > 1)
+    return F.array_join(F.array_distinct(repeated), ", ")
+
+
 def _parse_checks() -> list[Check]:
-    empty = F.when(F.col("value").isNull(), F.lit("empty payload"))
+    empty = F.when(F.trim(F.coalesce(F.col("value"), F.lit(""))) == "", F.lit("empty payload"))
     return [
         Check("malformed_row", F.col("_parse_error").isNotNull(), F.col("_parse_error")),
         Check(
+            "malformed_row",
+            ~F.col("_utf8"),
+            F.lit("payload is not valid UTF-8"),
+        ),
+        Check(
             "malformed_json",
             F.col("_parsed").isNull(),
-            empty.otherwise(F.lit("payload is not a JSON object")),
+            empty.otherwise(F.lit("payload is not a parseable JSON object")),
+        ),
+        Check(
+            "malformed_json",
+            F.size(F.map_keys("_parsed")) != F.size(F.array_distinct(F.map_keys("_parsed"))),
+            F.concat(F.lit("duplicate keys: "), _repeated_keys(F.col("_parsed"))),
         ),
     ]
 
@@ -276,10 +310,19 @@ def _with_coordinates(raw: DataFrame) -> DataFrame:
     columns = [F.col("value").cast("string").alias("value")]
     for name in COORDINATES:
         present = name in raw.columns
-        columns.append((F.col(name) if present else F.lit(None)).cast(types[name]).alias(name))
+        columns.append((F.col(name) if present else F.lit(None)).try_cast(types[name]).alias(name))
     error = F.col("parse_error") if "parse_error" in raw.columns else F.lit(None)
     columns.append(error.cast("string").alias("_parse_error"))
-    return raw.select(*columns)
+    return raw.select(*columns).withColumn(
+        "_utf8", F.coalesce(F.is_valid_utf8("value"), F.lit(True))
+    )
+
+
+def _json_text(value: Column) -> Column:
+    """The payload to parse: without a leading byte order mark."""
+    return F.when(value.startswith(BYTE_ORDER_MARK), F.substring(value, 2, 2**31 - 1)).otherwise(
+        value
+    )
 
 
 def check_records(
@@ -293,7 +336,10 @@ def check_records(
     """
     parsed = _with_coordinates(raw).withColumn(
         "_parsed",
-        F.when(F.col("_parse_error").isNull(), F.from_json(F.col("value"), STRING_MAP)),
+        F.when(
+            F.col("_parse_error").isNull() & F.col("_utf8"),
+            F.from_json(_json_text(F.col("value")), STRING_MAP),
+        ),
     )
     known = F.array(*[F.lit(n) for n in contract.names])
     unknown = F.map_filter(F.col("_parsed"), lambda k, _: ~F.array_contains(known, k))
@@ -309,7 +355,7 @@ def check_records(
     reason, detail = _first_failure(_checks(contract, config, clock))
     checked = typed.select("*", reason.alias(REASON), detail.alias(DETAIL))
     return checked.select(
-        F.when(F.col(REASON).isNotNull(), F.col("value")).alias("value"),
+        F.when(F.col(REASON).isNotNull(), F.make_valid_utf8("value")).alias("value"),
         *COORDINATES,
         *[f"_v_{name}" for name in contract.names],
         "extra",

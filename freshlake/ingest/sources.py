@@ -19,7 +19,7 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 Format = Literal["jsonl", "csv", "parquet"]
@@ -152,12 +152,19 @@ def read_raw_records(spark: SparkSession, file: InputFile) -> DataFrame:
     else:
         rows = spark.read.parquet(file.path)
         frame = rows.select(
-            F.to_json(F.struct(*[F.col(f"`{c}`") for c in rows.columns]), JSON_OPTIONS).alias(
-                "value"
-            ),
+            F.to_json(F.struct(*[_column(c) for c in rows.columns]), JSON_OPTIONS).alias("value"),
             F.lit(None).cast("string").alias("parse_error"),
         )
     return frame.select("value", F.lit(file.path).alias("source_file"), "parse_error")
+
+
+def _column(name: str) -> Column:
+    """A column by its exact name, whatever characters it holds (dots, backticks)."""
+    return F.col(_quoted(name))
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _first_line(spark: SparkSession, path: str) -> str:
@@ -168,8 +175,11 @@ def _first_line(spark: SparkSession, path: str) -> str:
 
 
 def csv_columns(header_line: str) -> list[str]:
-    """Column names of a CSV header line; unnamed columns become `_c<i>` as in Spark."""
-    names = next(csv.reader([header_line]))
+    """Column names of a CSV header line; unnamed columns become `_c<i>` as in Spark.
+
+    A leading byte order mark (spreadsheets write one) is not part of the first name.
+    """
+    names = next(csv.reader([header_line.removeprefix("\ufeff")]))
     return [name.strip() or f"_c{i}" for i, name in enumerate(names)]
 
 
@@ -184,7 +194,7 @@ def read_csv_strings(spark: SparkSession, path: str) -> DataFrame:
     header_line = _first_line(spark, path)
     names = csv_columns(header_line)
     lines = spark.read.text(path).where(F.col("value") != F.lit(header_line))
-    ddl = ", ".join(f"`{name}` STRING" for name in names)
+    ddl = ", ".join(f"{_quoted(name)} STRING" for name in names)
     parsed = F.from_csv(F.col("value"), ddl, {"escape": '"', "mode": "PERMISSIVE"})
     unquoted = F.regexp_replace(F.col("value"), r'"[^"]*"', "")
     fields = F.size(F.split(unquoted, ",", -1))
@@ -202,7 +212,7 @@ def _csv_records(spark: SparkSession, path: str) -> DataFrame:
     broken = F.col(CORRUPT_COLUMN).isNotNull()
     return rows.select(
         F.when(broken, F.col(CORRUPT_COLUMN))
-        .otherwise(F.to_json(F.struct(*[F.col(f"`{c}`") for c in data]), JSON_OPTIONS))
+        .otherwise(F.to_json(F.struct(*[_column(c) for c in data]), JSON_OPTIONS))
         .alias("value"),
         F.when(broken, F.lit(f"CSV line does not match the header ({len(data)} fields)")).alias(
             "parse_error"
