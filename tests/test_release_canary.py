@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pyarrow.compute as pc
 import pytest
@@ -63,9 +63,7 @@ def test_a_mis_calibrated_challenger_is_rolled_back_with_an_alert(trained, spark
     outcome = canary_pass(config, registry, lake)
     assert outcome["status"] == PENDING
     newest = pc.max(first.column("served_at")).as_py()
-    matured = pc.sum(
-        pc.less_equal(first.column("served_at"), newest.replace(hour=newest.hour - 1))
-    ).as_py()
+    matured = pc.sum(pc.less_equal(first.column("served_at"), newest - timedelta(hours=1))).as_py()
     assert 0 < outcome["rows"] <= matured < first.num_rows
     assert CanaryState.from_tags(registry.model_version("2").tags, "1").rows == outcome["rows"]
 

@@ -13,12 +13,12 @@ from tests.release_models import REPO, release_config, shifted_copy, train_model
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """A trained model and a mis-calibrated copy (same ranking, predictions ~2.7x too high)."""
+    """A trained model and a mis-calibrated copy (same ranking, odds 4.5x too high)."""
     root = tmp_path_factory.mktemp("qualify")
     write_examples(root / "lake", "examples", 40_000, seed=1)
     config = release_config(root / "lake")
     good = train_model(config, root / "good")
-    return root, good, shifted_copy(good, root / "bad", 1.0)
+    return root, good, shifted_copy(good, root / "bad", 1.5)
 
 
 def test_a_model_within_the_thresholds_qualifies_and_names_its_worst_slice(models):

@@ -104,13 +104,22 @@ def matured_rows(
     if maturity is None:
         maturity = config.labels.attribution_window_seconds
     cutoff = pc.max(served).as_py() - timedelta(seconds=maturity)
-    keep = pc.less_equal(served, pa.scalar(cutoff, served.type))
+    keep = pc.less_equal(served, _scalar(cutoff, served.type))
     if after:
         start = datetime.fromisoformat(after)
-        keep = pc.and_(keep, pc.greater(served, pa.scalar(start, served.type)))
+        keep = pc.and_(keep, pc.greater(served, _scalar(start, served.type)))
     rows = rows.filter(pc.fill_null(keep, False))
     newest = pc.max(rows.column("served_at")).as_py() if rows.num_rows else None
     return rows, newest.isoformat() if newest else after, snapshot.version
+
+
+def _scalar(moment: datetime, data_type: pa.DataType) -> pa.Scalar:
+    """`moment` as a scalar of the served_at column's type (UTC, with or without a zone)."""
+    if getattr(data_type, "tz", None) is None and moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    elif getattr(data_type, "tz", None) is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return pa.scalar(moment, data_type)
 
 
 def canary_pass(
