@@ -51,10 +51,6 @@ TIME_COLUMNS = (SERVED_AT, contract.FIRST_ACTION_AT)
 MIN_OBSERVED_SHARE = 0.05
 
 
-class NoMaturedRowsError(ValueError):
-    """The snapshot has no matured rows to learn click delays and the traffic ratio from."""
-
-
 def _micros(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Timestamps as int64 microseconds since the epoch (null: int64 min)."""
     values = pc.cast(column, pa.timestamp("us", getattr(column.type, "tz", None)))
@@ -184,19 +180,22 @@ def fit_delayed_feedback(
         "unmatured_positives": int((positive & ~matured).sum()),
         "unmatured_negatives_dropped": int((~positive & ~matured).sum()),
     }
+    if not matured.any():
+        log.warning(
+            "no row of the snapshot was served before the maturity cutoff %s (window + "
+            "watermark delay before its newest event): nothing to train on yet",
+            stats["cutoff"],
+        )
     if mode == "matured_only":
-        if not matured.any():
-            raise NoMaturedRowsError(
-                f"no row of the snapshot was served before the maturity cutoff {stats['cutoff']}"
-                " (window + watermark delay before the newest event): nothing to train on yet"
-            )
         return DelayedFeedback(mode, now, cutoff, stats=stats)
     matured_positive = matured & positive & (action > np.iinfo(np.int64).min)
     if not matured_positive.any():
-        raise NoMaturedRowsError(
-            "importance weighting needs matured positives to measure click delays from; "
-            f"none was served before {stats['cutoff']} (use matured_only, or train later)"
+        log.warning(
+            "importance weighting needs matured clicks to measure click delays from and none "
+            "was served before %s: training on the matured rows only",
+            stats["cutoff"],
         )
+        return DelayedFeedback("matured_only", now, cutoff, stats=stats)
     delays = np.sort((action[matured_positive] - served[matured_positive]) / 1e6)
     model = DelayedFeedback(mode, now, cutoff, tuple(delays.tolist()))
     fresh_positive = positive & ~matured
