@@ -34,6 +34,18 @@ def test_smelu_is_relu_outside_the_band_and_smooth_inside():
     assert x.grad.tolist() == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0])
 
 
+def test_smelu_gradient_matches_finite_differences_and_is_continuous():
+    act = SmeLU(beta=0.7)
+    # away from the kinks at +-beta, where one-sided differences disagree by design of ReLU only
+    x = torch.tensor([-1.5, -0.69, -0.3, 0.0, 0.4, 0.69, 2.0], dtype=torch.float64)
+    assert torch.autograd.gradcheck(act, (x.clone().requires_grad_(),))
+    # the gradient is continuous across both band edges (ReLU's jumps from 0 to 1 at 0)
+    for edge, expected in ((-0.7, 0.0), (0.7, 1.0)):
+        near = torch.tensor([edge - 1e-6, edge + 1e-6], dtype=torch.float64, requires_grad=True)
+        act(near).sum().backward()
+        assert near.grad.tolist() == pytest.approx([expected, expected], abs=1e-5)
+
+
 def brute_force_auc(label, pred, weight):
     num = den = 0.0
     for i, j in itertools.product(range(len(label)), repeat=2):
