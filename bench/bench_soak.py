@@ -7,8 +7,7 @@ up front as one file per --segment-seconds of traffic; the producer loads the ne
 the current one plays, so memory stays bounded and the traffic has no gaps. Every
 --sample-seconds it samples the Python driver's RSS, the JVM's RSS and heap in use (driver and
 executor: one JVM in local mode), the Python workers' RSS (the executor's data-source and UDF
-workers), the broker's RSS and CPU (with its topic store's for --storage disk), the join state
-rows (Spark's progress) and the 1-minute load average. It prints per --window-minutes window the
+workers), the broker's RSS and CPU, the join state rows (Spark's progress) and the 1-minute load average. It prints per --window-minutes window the
 p50/p99 of (commit time of a positive's example - its click's action_at), and, after
 --warmup-minutes, each figure's least-squares slope per hour, absolute and relative to its mean.
 
@@ -43,7 +42,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # Figures sampled over time: their window means and slopes are reported.
 RESOURCES = (
     "driver_python_rss_mb", "jvm_rss_mb", "jvm_heap_used_mb", "python_workers_rss_mb",
-    "state_rows", "broker_rss_mb", "broker_cpu_pct", "store_rss_mb", "store_cpu_pct",
+    "state_rows", "broker_rss_mb", "broker_cpu_pct",
 )  # fmt: skip
 WINDOW_MEANS = (*RESOURCES, "jvm_cpu_pct", "load_1m")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -141,14 +140,11 @@ class Sampler:
         workers = [s for p in _descendants(self.jvm_pid) if (s := _stat(p))]
         row["python_workers"] = len(workers)
         row["python_workers_rss_mb"] = sum(s[0] for s in workers) / 2**20
-        for name, pid in (
-            ("broker", self.broker.pid()),
-            ("store", self.broker.store.pid() if self.broker.store else None),
-        ):
-            stat = _stat(pid) if pid else None
-            if stat:
-                row[f"{name}_rss_mb"] = stat[0] / 2**20
-                row[f"{name}_cpu_pct"] = self._cpu_percent(name, stat[1], now)
+        pid = self.broker.pid()
+        stat = _stat(pid) if pid else None
+        if stat:
+            row["broker_rss_mb"] = stat[0] / 2**20
+            row["broker_cpu_pct"] = self._cpu_percent("broker", stat[1], now)
         return row
 
 
@@ -284,7 +280,6 @@ def report(work: Path) -> dict:
         "minutes_planned": run["minutes"],
         "minutes_ran": round(minutes, 2),
         "failure": run["failure"],
-        "storage": run["storage"],
         "trigger_s": run["trigger"],
         "events_processed": events,
         "processed_events_per_s": round(events / (minutes * 60)),
@@ -307,7 +302,6 @@ def main() -> int:
     parser.add_argument("--trigger", type=float, default=2.0, help="trigger interval s (default 2)")
     parser.add_argument("--compression", type=float, default=60.0, help="action delay divisor")
     parser.add_argument("--window", type=int, default=60, help="attribution window s (default 60)")
-    parser.add_argument("--storage", choices=["memory", "disk"], default="memory")
     parser.add_argument("--segment-seconds", type=float, default=150.0)
     parser.add_argument("--sample-seconds", type=float, default=10.0)
     parser.add_argument("--window-minutes", type=float, default=5.0)
@@ -328,9 +322,7 @@ def main() -> int:
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-soak-"))
     work.mkdir(parents=True, exist_ok=True)
-    broker_config = BrokerConfig(
-        port=free_port(), state_dir=str(work / "broker"), storage=args.storage
-    )
+    broker_config = BrokerConfig(port=free_port(), state_dir=str(work / "broker"))
     broker = LocalBroker(broker_config)
     broker.start()
     producer = None

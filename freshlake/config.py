@@ -72,10 +72,6 @@ class BrokerConfig(Section):
     host: Literal["127.0.0.1"] = "127.0.0.1"
     port: int = Field(default=19092, ge=1024, le=65535)
     state_dir: str = ".broker"
-    # memory: topics live in the broker process (fastest; a restart loses them). disk: topics
-    # are files under state_dir/topics (Tansu's S3 engine over a local S3-compatible server on a
-    # private 127.0.0.1 port), kept across broker restarts and crashes.
-    storage: Literal["memory", "disk"] = "memory"
 
 
 class GenerateConfig(Section):

