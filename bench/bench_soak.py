@@ -17,6 +17,7 @@ p50/p99 of (commit time of a positive's example - its click's action_at), and, a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -372,7 +373,11 @@ def main() -> int:
         failure = None
         print(f"soak: {args.minutes} min at {args.rate:.0f} events/s; samples in {work}")
         while time.monotonic() - started < args.minutes * 60:
-            query.awaitTermination(1.0)
+            try:
+                query.awaitTermination(1.0)
+            except Exception as exc:  # the query failed: awaitTermination raises its error
+                failure = f"the joiner failed: {str(exc).splitlines()[0]}"
+                break
             for row in recorder.drain(query):
                 state_rows = row["state_rows"] if row["state_rows"] is not None else state_rows
             if not query.isActive:
@@ -391,7 +396,8 @@ def main() -> int:
         producer.wait(30)
         if query.isActive:
             stop_between_batches(query)
-        recorder.drain(query, final=True)
+        with contextlib.suppress(Exception):  # a failed query's last reports
+            recorder.drain(query, final=True)
         (work / "run.json").write_text(
             json.dumps(
                 {**vars(args), "started_epoch": started_epoch, "ran_minutes": minutes,
