@@ -13,7 +13,7 @@ deduplication ranks them, so the rows an outcome keeps carry every column they n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -47,6 +47,18 @@ ELIGIBLE = ("not_sampled", "written")
 SCREENED_IN = ("duplicate", "immature", *ELIGIBLE)
 # The fields that decide a row's outcome.
 OUTCOME_FIELDS = ("impression_id", "user_id", "item_id", "served_at", "position", "pred_ctr")
+# What every row keeps through deduplication: what orders its copies and decides and counts its
+# outcome (with the label columns); the rest of a row travels only if an outcome can keep it.
+_DECIDING = (
+    "impression_id",
+    "user_id",
+    "item_id",
+    "served_at",
+    "reason",
+    "outcome",
+    "sample_prob",
+    "stratum",
+)
 
 
 @dataclass(frozen=True)
@@ -78,13 +90,27 @@ def screen(impressions: DataFrame, window: TimeWindow, blackout: Sequence[date])
     return impressions.withColumns({"reason": reason, "outcome": outcome})
 
 
-def classify(impressions: DataFrame, action_times: DataFrame, plan: BuildPlan) -> DataFrame:
+def classify(
+    impressions: DataFrame,
+    action_times: DataFrame,
+    plan: BuildPlan,
+    screened_columns: Mapping[str, Column] | None = None,
+) -> DataFrame:
     """Every impression row with its columns, `reason`, `outcome` and the `carried_columns`.
 
     `action_times` is `freshlake.features.labeling.action_times` of the window's actions. Labels
     are relative to the row's own served_at; on the row that wins deduplication (the earliest
     served copy that passed screening) that is the impression's attribution window. The other
     rows' labels and sampling columns are not used.
+
+    Only rows an outcome keeps (`written`, `quarantined`) carry their whole row through the
+    shuffle that deduplicates: the others keep what decides and counts their outcome (ids,
+    served_at, reason, labels, sampling columns), their other columns are null. A row that can
+    still be written is known before deduplication (it passed screening, is mature and sampled:
+    deduplication can only turn it into a duplicate), so the shuffle and its sort move about
+    half the bytes. `screened_columns` (name -> column) are computed on the screened rows
+    before that, where `outcome` is the screening outcome (null: passed), and kept on every
+    row; the report's per-row inputs that read other columns go there.
     """
     config = plan.config
     screened = screen(impressions, plan.window, plan.blackout)
@@ -92,13 +118,33 @@ def classify(impressions: DataFrame, action_times: DataFrame, plan: BuildPlan) -
         screened.join(action_times, "impression_id", "left"), config.labels
     )
     df = sampling_columns(label_columns(joined, config.labels), config.sampling, plan.item_counts)
-    rank = duplicate_rank(
-        df,
-        priority=[F.col("outcome").isNotNull()],
-        tie_breakers=_copy_order(df, impressions.columns, config.labels),
+    extra = dict(screened_columns or {})
+    columns = [*df.columns, *extra]
+    order = dict(
+        zip(
+            ("_copy_fields", "_copy_row"),
+            _copy_order(df, impressions.columns, config.labels),
+            strict=True,
+        )
     )
-    df = df.withColumn("_rank", rank)
     mature = is_mature(F.col("served_at"), plan.actions_until, config.labels)
+    passed = F.col("outcome").isNull()
+    keepable = (F.col("outcome") == "quarantined") | (passed & mature & is_sampled(config.sampling))
+    kept_always = [
+        c for c in df.columns if c in _DECIDING or c in label_output_columns(config.labels)
+    ]
+    payload = [c for c in df.columns if c not in kept_always]
+    packed = df.withColumns({**extra, "_passed": passed, **order}).select(
+        *kept_always,
+        *extra,
+        "_passed",
+        *order,
+        F.when(keepable, F.struct(*payload)).alias("_payload"),
+    )
+    rank = duplicate_rank(
+        packed, priority=[~F.col("_passed")], tie_breakers=[F.col(c) for c in order]
+    )
+    packed = packed.withColumn("_rank", rank)
     outcome = F.coalesce(
         F.col("outcome"),
         F.when(F.col("_rank") > 1, F.lit("duplicate")),
@@ -106,7 +152,10 @@ def classify(impressions: DataFrame, action_times: DataFrame, plan: BuildPlan) -
         F.when(~is_sampled(config.sampling), F.lit("not_sampled")),
         F.lit("written"),
     )
-    return df.withColumn("outcome", outcome).drop("_rank")
+    unpacked = {c: F.col(f"_payload.{c}") for c in payload}
+    return packed.withColumn("outcome", outcome).select(
+        *[unpacked.get(c, F.col(c)).alias(c) for c in columns]
+    )
 
 
 def _copy_order(

@@ -17,7 +17,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
-from freshlake.batch.classify import ELIGIBLE, OUTCOMES, SCREENED_IN
+from freshlake.batch.classify import ELIGIBLE, OUTCOMES
 from freshlake.config import FeatureSpec, LabelConfig
 from freshlake.features.labeling import label_column, labeled_actions, times_column
 from freshlake.features.sampling import STRATA
@@ -152,8 +152,8 @@ class BuildReport:
 class BuildCounts:
     """The counts of one build, observed while its single pass runs (`DataFrame.observe`).
 
-    Before the pass, wrap the inputs with `input`, `actions` and `action_times`, add
-    `metric_columns()` to the classified rows, then wrap them with `outcomes` and the rows the
+    Before the pass, wrap the inputs with `input`, `actions` and `action_times`, have
+    `classify` compute `screened_columns()`, add `metric_columns()` to the classified rows, then wrap them with `outcomes` and the rows the
     pass keeps with `kept`; after it, `report()` and `medians()` read the observed values. The
     input count is observed where the rows are read, apart from the outcome counts, so
     `reconcile()` still checks that classification accounted for every row.
@@ -183,19 +183,21 @@ class BuildCounts:
         unique = F.sum(F.when(F.col("impression_id").isNotNull(), sum(sizes[1:], sizes[0])))
         return times.observe(self._unique_actions, unique.alias("rows"))
 
+    def screened_columns(self) -> dict[str, Column]:
+        """What the medians read of a screened row, before deduplication (where `outcome` is the
+        screening outcome, null when the row passed): each `imputed` feature's value
+        (`_value_<name>`) if the row passed screening (the outcomes of `SCREENED_IN`)."""
+        passed = F.col("outcome").isNull()
+        return {f"_value_{f.name}": F.when(passed, numeric_value(f)) for f in self.imputed}
+
     def metric_columns(self) -> dict[str, Column]:
         """What the metrics read of a classified row, computed by the plan: its outcome, reason
         and stratum as numbers (`_outcome`, `_reason`, `_stratum`, so the metrics compare
-        integers) and each `imputed` feature's value if the row passed screening."""
-        values = {
-            f"_value_{f.name}": F.when(F.col("outcome").isin(list(SCREENED_IN)), numeric_value(f))
-            for f in self.imputed
-        }
+        integers); the rows also need `screened_columns`."""
         return {
             "_outcome": _position(OUTCOMES, "outcome"),
             "_reason": _position(tuple(REASONS), "reason"),
             "_stratum": _position(STRATA, "stratum"),
-            **values,
         }
 
     def outcomes(self, classified: DataFrame) -> DataFrame:

@@ -95,7 +95,7 @@ def build_training_set(
 
     counts = BuildCounts(config.labels, median_imputed(spec, config.quality))
     times = counts.action_times(action_times(counts.actions(actions), config.labels))
-    classified = classify(counts.input(impressions), times, plan)
+    classified = classify(counts.input(impressions), times, plan, counts.screened_columns())
     carried = carried_columns(config.labels)
     counted = counts.outcomes(classified.withColumns(counts.metric_columns()))
     # The rows the pass keeps, with every column, for the quarantine and examples writes.
