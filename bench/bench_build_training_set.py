@@ -9,7 +9,8 @@ the `impressions` / `actions` Delta tables, compute `item_stats`, then time in t
   outcome, labels every action type, computes features and commits to Delta),
 and print the builder's wall time and Spark CPU time (JVM + Python workers; steadier than wall
 time on a shared machine) over the plain job's, the cost per input row (to compare sizes), and
-each one's peak JVM resident memory (VmHWM, reset before each). An untimed warm-up (the plain job
+each one's peak JVM resident memory (VmHWM, reset before each) and where the JVM's CPU went
+(task threads, garbage collection, JIT compilers, other threads). An untimed warm-up (the plain job
 over the window's first day) goes first; `--repeat N` times each job N times, alternating, and
 takes the medians.
 
@@ -161,15 +162,56 @@ def tree_cpu_seconds(root: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+# JVM threads by what they do, from their names (/proc/<pid>/task/<tid>/comm, 15 characters).
+THREAD_KINDS = {
+    "tasks": ("Executor task",),
+    "gc": ("GC Thread", "G1 ", "VM Thread"),
+    "jit": ("C1 CompilerThre", "C2 CompilerThre"),
+}
+
+
+def _thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """tid -> (kind, CPU seconds) of every live thread of a process."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = next((k for k, p in THREAD_KINDS.items() if name.startswith(p)), "other")
+        threads[int(task.name)] = kind, (int(fields[11]) + int(fields[12]))
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {tid: (kind, cpu / ticks) for tid, (kind, cpu) in threads.items()}
+
+
+def thread_cpu_delta(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds per thread kind between two `_thread_cpu` readings (threads that ended in
+    between are missing: their time shows only in the process total)."""
+    kinds = dict.fromkeys([*THREAD_KINDS, "other"], 0.0)
+    for tid, (kind, cpu) in after.items():
+        kinds[kind] += cpu - before.get(tid, (kind, 0.0))[1]
+    return {k: round(v, 1) for k, v in kinds.items()}
+
+
 def timed(label: str, fn, jvm_pid: int):
-    """Run `fn`; print and return (result, wall seconds, Spark CPU seconds, peak JVM RSS MiB)."""
+    """Run `fn`; print and return (result, wall seconds, Spark CPU seconds, peak JVM RSS MiB,
+    JVM CPU seconds per thread kind: tasks, gc, jit, other)."""
     reset_peak_rss(jvm_pid)
+    threads = _thread_cpu(jvm_pid)
     start, cpu = time.perf_counter(), tree_cpu_seconds(jvm_pid)
     result = fn()
     seconds, cpu = time.perf_counter() - start, tree_cpu_seconds(jvm_pid) - cpu
+    kinds = thread_cpu_delta(threads, _thread_cpu(jvm_pid))
     peak = jvm_peak_rss_mib(jvm_pid)
-    print(f"  {label:<28} {seconds:8.1f} s wall {cpu:8.1f} s cpu {peak} MiB peak", flush=True)
-    return result, seconds, cpu, peak
+    print(
+        f"  {label:<28} {seconds:8.1f} s wall {cpu:8.1f} s cpu {peak} MiB peak; JVM threads "
+        + ", ".join(f"{k} {v}" for k, v in kinds.items()),
+        flush=True,
+    )
+    return result, seconds, cpu, peak, kinds
 
 
 def generated_impressions(logs_dir: Path) -> int | None:
@@ -291,6 +333,8 @@ def main() -> None:
         "plain_cpu_us_per_row": round(plain_cpu / rows * 1e6, 2),
         "builder_wall_us_per_row": round(build_s / rows * 1e6, 2),
         "builder_step_timings_s": report.timings,
+        "builder_jvm_thread_cpu_s": build_runs[-1][4],
+        "plain_jvm_thread_cpu_s": plain_runs[-1][4],
         "builder_jvm_peak_rss_mib": max(r[3] or 0 for r in build_runs),
         "plain_jvm_peak_rss_mib": max(r[3] or 0 for r in plain_runs),
         "python_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
