@@ -156,7 +156,7 @@ class MetricsRecorder:
             "query_id": query_id,
             "batch_id": report.batch_id,
             "committed_at": report.committed_at,
-            "input_rows": progress.get("numInputRows"),
+            "input_rows": _input_rows(progress),
             "rows_written": report.rows_written,
             "watermark": _parse_time(watermark),
             "state_rows": sum(s.get("numRowsTotal", 0) for s in states) if states else None,
@@ -238,6 +238,13 @@ def read_metrics_log(path: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _input_rows(progress: dict) -> int | None:
+    """A progress's input rows; through Spark Connect its JSON leaves the total out and the
+    progress object sums its sources."""
+    rows = progress.get("numInputRows")
+    return getattr(progress, "numInputRows", None) if rows is None else rows
 
 
 def _parse_time(text: str | None) -> datetime | None:
