@@ -53,7 +53,7 @@ FAST = settings(
     suppress_health_check=list(HealthCheck),
 )
 SLOW = settings(
-    max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck)
 )
 
 # Text that breaks naive number handling: overflow, specials, exponents, odd notations.
