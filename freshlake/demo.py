@@ -208,7 +208,7 @@ def _fresh_registry(work: Path) -> list[str]:
 
 def _release_champion(model: Path, common: list[str], timings: dict[str, float]) -> bool:
     """Qualify, sign, register and promote the batch model; False when it did not qualify."""
-    title = "qualify the batch model on the eval rows (exit 3: not qualified)"
+    title = "qualify the batch model on the eval rows (exit 3 when not qualified)"
     timings[title], code = _run(title, ["qualify", str(model), *common], verdict=True)
     if code != 0:
         print("the batch model did not qualify: it is not signed or released", flush=True)
@@ -227,7 +227,7 @@ def _release_challenger(
 ) -> None:
     """Qualify the fresh model against the champion; if it qualifies, sign, register and
     canary it: promoted when its log loss holds on the newer fresh rows, else rolled back."""
-    title = "qualify the fresh model against the champion (exit 3: not qualified)"
+    title = "qualify the fresh model against the champion (exit 3 when not qualified)"
     timings[title], code = _run(title, ["qualify", str(fresh), *common], verdict=True)
     if code != 0:
         print("the fresh model did not qualify: the champion stays", flush=True)
@@ -238,7 +238,7 @@ def _release_challenger(
     ):
         timings[title] = _step(title, [*argv, *common])
     window = max(10, round(3600 / args.compression))  # the joiner's attribution window
-    title = "canary: challenger beside the champion on newer matured rows (exit 3: rolled back)"
+    title = "canary: challenger beside the champion on newer matured rows (exit 3 when rolled back)"
     canary = [
         "canary",
         "--promote",
