@@ -78,9 +78,7 @@ def bronze_sink(
             written = {}
             for table, (rows, count) in outputs.items():
                 if count:  # an empty batch is not worth a table version
-                    lake.write(
-                        table, rows, partition_by=["dt"], app_id=app_id, app_version=batch_id
-                    )
+                    _write(lake, table, rows, app_id, batch_id)
                 written[table] = count
         finally:
             checked.unpersist()
@@ -98,6 +96,23 @@ def bronze_sink(
             )
 
     return write_batch
+
+
+def _write(lake: Lake, table: str, rows: DataFrame, app_id: str, batch_id: int) -> None:
+    """Write one batch's rows to `table` as an idempotent transaction (app id, batch id).
+
+    Both kinds' queries write `quarantine`: when both create it at once (the first poison
+    message of each), the commit that loses the race is retried once as an append; the app
+    transaction makes the retry write nothing twice.
+    """
+    existed = lake.exists(table)
+    try:
+        lake.write(table, rows, partition_by=["dt"], app_id=app_id, app_version=batch_id)
+    except Exception:
+        if existed or not lake.exists(table):
+            raise
+        log.warning("%s was created by another query meanwhile; appending instead", table)
+        lake.write(table, rows, partition_by=["dt"], app_id=app_id, app_version=batch_id)
 
 
 def start_bronze_ingest(
