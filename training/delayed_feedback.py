@@ -20,8 +20,10 @@ Modes (`training.delayed_feedback`):
   1 + r with r the unmatured over matured traffic (estimated as the ratio of their positives,
   the unmatured ones delay-corrected). Keeps the freshest clicks and stays calibrated.
 
-T is the latest `served_at` or `first_action_at` in the snapshot (the joiner's event-time clock
-can only be ahead of it, so the cutoff errs on the matured side).
+T is the latest `served_at` or `first_action_at` in the snapshot. The cutoff is also never
+after the newest negative's `served_at`: the joiner writes negatives in served order once its
+watermark passes their window, so that is how far it has decided (early in a stream, its
+watermark lags T by more than the window and delay).
 """
 
 from __future__ import annotations
@@ -169,12 +171,16 @@ def fit_delayed_feedback(
     if not len(served):
         return DelayedFeedback(mode)
     now = int(max(served.max(), action.max()))
-    cutoff = now - int((window_seconds + watermark_delay_seconds) * 1e6)
-    matured = served <= cutoff
     positive = label > 0
+    # The joiner writes a negative once its watermark has passed the window's end, in served
+    # order: every row served before its newest negative is decided. Early in a stream its
+    # watermark lags the newest event by more than the window and delay.
+    frontier = int(served[~positive].max()) if (~positive).any() else np.iinfo(np.int64).min
+    cutoff = min(now - int((window_seconds + watermark_delay_seconds) * 1e6), frontier)
+    matured = served <= cutoff
     stats = {
         "now": str(np.datetime64(now, "us")),
-        "cutoff": str(np.datetime64(cutoff, "us")),
+        "cutoff": str(np.datetime64(cutoff, "us")) if (~positive).any() else None,
         "rows": len(served),
         "matured_rows": int(matured.sum()),
         "unmatured_positives": int((positive & ~matured).sum()),
