@@ -199,7 +199,7 @@ class TrainingConfig(Section):
     refit_output_bias: bool = True
     # Training on `fresh_examples` before every window has closed (training/delayed_feedback.py):
     # none | matured_only | importance (ES-DFM-style importance weights).
-    delayed_feedback: Literal["none", "matured_only", "importance"] = "importance"
+    delayed_feedback: Literal["none", "matured_only", "importance"] = "matured_only"
 
 
 class StreamingConfig(Section):
