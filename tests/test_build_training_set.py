@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import pytest
 from pyspark.sql import functions as F
 
@@ -254,6 +255,32 @@ def test_a_window_replaces_only_its_own_partitions(world):
         sum(n for (d, rid), n in after.items() if rid == report.run_id)
         == report.outcomes["written"]
     )
+
+
+def test_a_window_without_actions_still_gets_every_count(spark, tmp_path):
+    """No action can label the window: the plan's actions side is empty, which Spark's
+    optimizer would replace by an empty relation, dropping the observations on it (the
+    builder failed in pyspark's toPyRow, or with a KeyError through Spark Connect)."""
+    config = make_config(tmp_path / "lake", **{"sampling.rare_item.boost": 1.0})
+    lake = open_lake(config, spark)
+    logs = generate(150, START, 3, items=20, seed=3)
+    day_two = datetime(2026, 1, 3, tzinfo=UTC)
+    logs.actions = logs.actions.filter(pc.greater_equal(logs.actions["action_at"], day_two))
+    assert logs.actions.num_rows > 0  # the log has actions, none of them near day one
+    write_logs(spark, lake, logs)
+    rules = "spark.sql.adaptive.optimizer.excludedRules"
+    before = spark.conf.get(rules, None)
+
+    report = build(lake, config, TimeWindow(START, START + timedelta(days=1)), END_AT)
+
+    assert report.actions == {"actions_input": 0, "actions_duplicate": 0}
+    day_one = int((logs.truth["served_at"] < day_two.timestamp() - 86_400).sum())
+    assert report.input_rows == day_one == sum(report.outcomes.values())
+    assert report.outcomes["written"] > 0 and report.horvitz_thompson["click"].true == 0
+    examples = lake.read("examples")
+    assert examples.count() == report.outcomes["written"]
+    assert examples.where(F.col("label") != 0).count() == 0
+    assert spark.conf.get(rules, None) == before  # the build restores the session's settings
 
 
 def test_cli_run_and_the_quality_gate(spark, tmp_path, capsys):

@@ -10,11 +10,12 @@ input row accounted for) and stores `counts()` / `details()` in `job_runs`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Observation
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from freshlake.batch.classify import ELIGIBLE, OUTCOMES
@@ -154,7 +155,8 @@ class BuildCounts:
 
     Before the pass, wrap the inputs with `input`, `actions` and `action_times`, have
     `classify` compute `screened_columns()`, add `metric_columns()` to the classified rows, then wrap them with `outcomes` and the rows the
-    pass keeps with `kept`; after it, `report()` and `medians()` read the observed values. The
+    pass keeps with `kept`; after it, `report()` and `medians()` read the observed values. Plan
+    and run the pass inside `observed_plans_kept`, so no observation is optimized away. The
     input count is observed where the rows are read, apart from the outcome counts, so
     `reconcile()` still checks that classification accounted for every row.
     """
@@ -222,6 +224,39 @@ class BuildCounts:
         report = summarize(values, self.labels, run_id, window, self._input.get["rows"])
         report.actions = {"actions_input": actions, "actions_duplicate": actions - unique}
         return report
+
+
+# The optimizer rules that replace a plan over an empty relation by an empty relation: with an
+# observed DataFrame in the replaced part (an empty window's actions, the join side they feed),
+# its CollectMetrics never runs and Spark completes its Observation with an empty row (no
+# metrics at all: pyspark's toPyRow fails an assertion, a Connect client gets an empty dict).
+EMPTY_RELATION_RULES = {
+    "spark.sql.optimizer.excludedRules": (
+        "org.apache.spark.sql.catalyst.optimizer.PropagateEmptyRelation"
+    ),
+    "spark.sql.adaptive.optimizer.excludedRules": (
+        "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation"
+    ),
+}
+
+
+@contextmanager
+def observed_plans_kept(spark: SparkSession) -> Iterator[None]:
+    """Inside, the optimizer keeps every observed part of a plan (`EMPTY_RELATION_RULES` are
+    excluded, beside any rules already excluded), so each observation gets its metrics, zero
+    counts over no rows included; the previous settings are restored after."""
+    previous = {key: spark.conf.get(key, None) for key in EMPTY_RELATION_RULES}
+    for key, rule in EMPTY_RELATION_RULES.items():
+        rules = [r for r in (previous[key] or "").split(",") if r.strip()]
+        spark.conf.set(key, ",".join(rules if rule in rules else [*rules, rule]))
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def ht_targets(labels: LabelConfig) -> dict[str, Column]:

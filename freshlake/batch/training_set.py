@@ -26,7 +26,7 @@ from freshlake.batch.inputs import (
     read_impressions,
 )
 from freshlake.batch.item_stats import ITEM_STATS, read_item_counts, write_item_stats
-from freshlake.batch.report import BuildCounts, BuildReport
+from freshlake.batch.report import BuildCounts, BuildReport, observed_plans_kept
 from freshlake.batch.window import TimeWindow
 from freshlake.config import Config
 from freshlake.features.examples import to_examples
@@ -82,6 +82,13 @@ def build_training_set(
     `actions_until`: how far the action log is complete (default: its latest action_at);
     impressions whose attribution window ends later are left out as immature.
     """
+    with observed_plans_kept(lake.spark):
+        return _build(lake, config, window, run, actions_until)
+
+
+def _build(
+    lake: Lake, config: Config, window: TimeWindow, run: JobRun, actions_until: datetime | None
+) -> BuildReport:
     spec = config.features.spec
     with run.timed("plan"):
         versions = {t: pinned_version(lake, t) for t in (IMPRESSIONS, ACTIONS)}
