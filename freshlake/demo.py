@@ -128,9 +128,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_train:
         timings["stream live events through the online joiner"] = _stream(args, work, common)
         models = ["--model", str(model)]
-        # The fresh model learns from the first half of the joiner's commits; the canary
-        # judges it on what arrived after.
-        pinned = _fresh_version(config) // 2
+        # The fresh model learns from the joiner's commits up to the one holding half of its
+        # negatives; the canary judges it on what matured after.
+        pinned = _fresh_training_version(config)
         for title, argv in (
             (
                 f"continue training on the fresh examples up to version {pinned} (warm start)",
@@ -251,15 +251,40 @@ def _release_challenger(
     timings[title] = _run(title, canary, verdict=True)[0]
 
 
-def _fresh_version(config) -> int:
+def _fresh_training_version(config) -> int:
+    """The first `fresh_examples` version holding half of the negatives the joiner wrote.
+
+    The joiner writes a click at once and a negative only once its attribution window has
+    closed, so the first half of its commits may hold clicks only: nothing a fresh model could
+    learn from without bias (`training.delayed_feedback`). Rows are only appended, so the
+    negatives grow with the version and a binary search finds it.
+    """
+    from pyspark.sql import functions as F
+
     from freshlake import contract
     from freshlake.lake import open_lake
     from freshlake.spark import get_spark
 
-    version = open_lake(config, get_spark(config)).version(contract.FRESH_EXAMPLES)
-    if version is None:
+    lake = open_lake(config, get_spark(config))
+    latest = lake.version(contract.FRESH_EXAMPLES)
+    if latest is None:
         raise SystemExit("the joiner wrote no fresh_examples")
-    return version
+    click = contract.label_column("click")
+
+    def negatives(version: int) -> int:
+        return lake.read(contract.FRESH_EXAMPLES, version).where(F.col(click) == 0).count()
+
+    target = (negatives(latest) + 1) // 2
+    if target == 0:
+        return max(latest // 2, 1)
+    low, high = 0, latest
+    while low < high:
+        middle = (low + high) // 2
+        if negatives(middle) >= target:
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 def _stream(args: argparse.Namespace, work: Path, common: list[str]) -> float:

@@ -72,3 +72,29 @@ def test_same_seed_same_model_and_compare_models_reports_pd(tmp_path, monkeypatc
     assert same["prediction_difference"]["pd_relative"] == 0.0
     assert other["prediction_difference"]["pd_relative"] > 0.01
     assert same["model_a"]["rows"] == other["model_b"]["rows"] > 0
+
+
+def test_warm_start_continues_the_optimizer_state(tmp_path, monkeypatch):
+    """Adagrad's squared-gradient sums carry over, so a few fresh rows take small steps."""
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    uri = str(tmp_path / "lake" / "fresh_examples")
+    write_synthetic_table(uri, synthetic_examples(20_000, seed=3))
+    config = config_for(tmp_path / "lake", table="fresh_examples", delayed_feedback="none")
+    train(make_job(config, tmp_path / "v0"))
+    fresh = synthetic_examples(2_000, seed=4, days=2, eval_days=1, start=date(2026, 1, 5))
+    write_synthetic_table(uri, fresh)
+    faster = config.model_copy(
+        update={"training": config.training.model_copy(update={"learning_rate": 0.05})}
+    )
+    train(make_job(faster, tmp_path / "v1", warm_start=str(tmp_path / "v0")))
+
+    before = torch.load(tmp_path / "v0" / "checkpoint.pt", weights_only=False)["optimizer"]
+    after = torch.load(tmp_path / "v1" / "checkpoint.pt", weights_only=False)["optimizer"]
+    assert after["param_groups"][0]["lr"] == 0.05  # this run's learning rate, not the saved one
+    for index, state in before["state"].items():
+        # The sums only grow: the warm start's are inside the new ones.
+        assert torch.all(after["state"][index]["sum"] >= state["sum"])
+    assert any(
+        torch.any(after["state"][i]["sum"] > before["state"][i]["sum"]) for i in before["state"]
+    )

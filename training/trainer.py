@@ -56,6 +56,35 @@ from freshlake.training.units import WorkUnit, plan_units
 log = logging.getLogger(__name__)
 
 
+def _continue_optimizer(
+    optimizer: torch.optim.Optimizer, warm_start: str, learning_rate: float, log_it: bool
+) -> None:
+    """Continue the warm start's optimizer state (Adagrad's squared-gradient sums) when its
+    folder has one of the same optimizer, at this run's learning rate.
+
+    A new Adagrad's first step moves every weight by the whole learning rate whatever its
+    gradient's size, so a warm-started model trained on a few hundred fresh rows with fresh
+    accumulators drifts far from calibration in one step; with the accumulators it takes the
+    small step that its history of gradients calls for.
+    """
+    previous = load_checkpoint(warm_start)
+    if previous is None:
+        return
+    saved = previous["optimizer"]
+    current = optimizer.state_dict()
+    if set(saved["param_groups"][0]) != set(current["param_groups"][0]) or len(
+        saved["param_groups"][0]["params"]
+    ) != len(current["param_groups"][0]["params"]):
+        if log_it:
+            log.info("warm start %s used another optimizer: its state is not continued", warm_start)
+        return
+    optimizer.load_state_dict(saved)
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate
+    if log_it:
+        log.info("optimizer state continued from %s", warm_start)
+
+
 def _build_model(
     config: Config,
     layout: FeatureLayout,
@@ -129,6 +158,8 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
     optimizer = make_optimizer(t.optimizer, model.parameters(), t.learning_rate)
     state = TrainState(n_shards=n_shards)
     saved = load_checkpoint(job.out_dir)
+    if saved is None and job.warm_start:
+        _continue_optimizer(optimizer, job.warm_start, t.learning_rate, ctx.is_main)
     if saved is not None:
         state = saved["state"]
         if state.n_shards != n_shards:
