@@ -254,13 +254,11 @@ csv_cells = st.one_of(
 def csv_files(draw) -> tuple[bytes, int]:
     """A CSV file (header + rows, some rows broken) and its number of records.
 
-    Header names differing only in case (`position`, `Position`) are left out: Spark resolves
-    CSV columns case-insensitively, so such a file fails as a whole (a known limitation).
+    A header may repeat a name in another case (`Position`): Spark resolves CSV columns
+    ignoring case, so every line of such a file is quarantined.
     """
-    names = [
-        *VALID,
-        *draw(st.lists(st.sampled_from(["extra", "a.b", "we`ird"]), max_size=2, unique=True)),
-    ]
+    extras = ["extra", "a.b", "we`ird", "Position", "SURFACE"]
+    names = [*VALID, *draw(st.lists(st.sampled_from(extras), max_size=2, unique=True))]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n" if draw(st.booleans()) else "\n")
     writer.writerow(names)
@@ -445,3 +443,18 @@ def test_hostile_file_ingests_into_delta_and_reconciles(spark, config, tmp_path)
             "malformed_row": 1,
         }
     )
+
+
+def test_csv_header_repeating_a_name_in_another_case_quarantines_its_lines(spark, config, tmp_path):
+    """Spark resolves `position` and `Position` as one column: each line is quarantined with
+    the reason instead of the file failing the run."""
+    from freshlake.ingest.sources import read_raw_records
+
+    header = ",".join([*VALID, "Position"])
+    line = ",".join([*(str(v) for v in VALID.values()), "7"])
+    path = tmp_path / "part.csv"
+    path.write_text(f"{header}\n{line}\n{line}\n")
+    raw = read_raw_records(spark, _input_file(path, "csv"))
+    rejected = _assert_total(spark, config, raw, 2)
+    assert [r[REASON] for r in rejected] == ["malformed_row", "malformed_row"]
+    assert "repeats column names: Position, position" in rejected[0][DETAIL]

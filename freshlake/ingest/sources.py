@@ -206,7 +206,26 @@ def read_csv_strings(spark: SparkSession, path: str) -> DataFrame:
     )
 
 
+def repeated_csv_columns(names: list[str]) -> list[str]:
+    """Header names that occur more than once, compared as Spark resolves columns (ignoring
+    case): such a header is ambiguous, as a JSON object with a repeated key is."""
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name.lower()] = seen.get(name.lower(), 0) + 1
+    return sorted({name for name in names if seen[name.lower()] > 1})
+
+
 def _csv_records(spark: SparkSession, path: str) -> DataFrame:
+    header_line = _first_line(spark, path)
+    repeated = repeated_csv_columns(csv_columns(header_line))
+    if repeated:
+        # Which of the repeated columns a field is cannot be told: every line is quarantined
+        # (malformed_row) with the reason, instead of the file failing the run.
+        lines = spark.read.text(path).where(F.col("value") != F.lit(header_line))
+        return lines.select(
+            F.col("value"),
+            F.lit(f"CSV header repeats column names: {', '.join(repeated)}").alias("parse_error"),
+        )
     rows = read_csv_strings(spark, path)
     data = [c for c in rows.columns if c != CORRUPT_COLUMN]
     broken = F.col(CORRUPT_COLUMN).isNotNull()
