@@ -9,7 +9,6 @@ from pyspark.sql import Row
 
 from freshlake.lake.delta_spark import (
     optimize_result,
-    session_conf,
     statement_metric,
     written_counts,
 )
@@ -24,6 +23,7 @@ from freshlake.lake.delta_sql import (
     vacuum_sql,
 )
 from freshlake.lake.engine import merge_predicate
+from freshlake.spark_compat import session_conf
 
 URI = "s3a://bucket/lake/fresh_examples"
 

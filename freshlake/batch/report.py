@@ -24,6 +24,7 @@ from freshlake.features.labeling import label_column, labeled_actions, times_col
 from freshlake.features.sampling import STRATA
 from freshlake.features.schemas import REASONS
 from freshlake.features.transforms import numeric_value
+from freshlake.spark_compat import session_conf
 
 
 class ReconciliationError(AssertionError):
@@ -245,18 +246,12 @@ def observed_plans_kept(spark: SparkSession) -> Iterator[None]:
     """Inside, the optimizer keeps every observed part of a plan (`EMPTY_RELATION_RULES` are
     excluded, beside any rules already excluded), so each observation gets its metrics, zero
     counts over no rows included; the previous settings are restored after."""
-    previous = {key: spark.conf.get(key, None) for key in EMPTY_RELATION_RULES}
+    settings = {}
     for key, rule in EMPTY_RELATION_RULES.items():
-        rules = [r for r in (previous[key] or "").split(",") if r.strip()]
-        spark.conf.set(key, ",".join(rules if rule in rules else [*rules, rule]))
-    try:
+        rules = [r for r in (spark.conf.get(key, None) or "").split(",") if r.strip()]
+        settings[key] = ",".join(rules if rule in rules else [*rules, rule])
+    with session_conf(spark, settings):
         yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 def ht_targets(labels: LabelConfig) -> dict[str, Column]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -29,7 +28,7 @@ from freshlake.lake.engine import (
     WriteResult,
     nullable_fields,
 )
-from freshlake.spark_compat import data_source_available
+from freshlake.spark_compat import data_source_available, session_conf
 
 
 def delta_spark_available(spark: SparkSession) -> bool:
@@ -152,22 +151,6 @@ class DeltaSparkEngine(LakeEngine):
     def add_columns(self, uri: str, fields: Sequence[pa.Field]) -> None:
         if columns := nullable_fields(fields):
             self.spark.sql(add_columns_sql(uri, columns))
-
-
-@contextmanager
-def session_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
-    """Set Spark session settings for the statements inside, then restore the previous values."""
-    previous = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 def _user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
