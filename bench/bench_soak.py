@@ -36,6 +36,7 @@ from bench_streaming import REPO, free_port  # noqa: E402
 
 from freshlake.config import BrokerConfig, GenerateConfig, build_config, load_config  # noqa: E402
 from freshlake.streaming.broker import LocalBroker  # noqa: E402
+from freshlake.streaming.daemon import descendants  # noqa: E402
 from freshlake.streaming.metrics import quantile, read_metrics_log  # noqa: E402
 from freshlake.streaming.queries import metrics_log_path, stop_between_batches  # noqa: E402
 
@@ -93,23 +94,6 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[21]) * PAGE, (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
 class Sampler:
     """Resource samples of the driver, JVM, Python workers and broker processes."""
 
@@ -138,7 +122,7 @@ class Sampler:
             row["jvm_cpu_pct"] = self._cpu_percent("jvm", jvm[1], now)
         runtime = self.jvm.java.lang.Runtime.getRuntime()
         row["jvm_heap_used_mb"] = (runtime.totalMemory() - runtime.freeMemory()) / 2**20
-        workers = [s for p in _descendants(self.jvm_pid) if (s := _stat(p))]
+        workers = [s for p in descendants(self.jvm_pid) if (s := _stat(p))]
         row["python_workers"] = len(workers)
         row["python_workers_rss_mb"] = sum(s[0] for s in workers) / 2**20
         pid = self.broker.pid()

@@ -1,4 +1,4 @@
-"""Detached local processes with a pid file: the broker and its topic store."""
+"""Local processes: detached ones with a pid file (the broker) and a process's descendants."""
 
 from __future__ import annotations
 
@@ -61,3 +61,21 @@ def tail(path: Path, lines: int = 20) -> str:
     with contextlib.suppress(OSError):
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     return ""
+
+
+def descendants(root: int) -> list[int]:
+    """Pids of every live descendant of `root` (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found

@@ -20,6 +20,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 from freshlake.cli import main  # noqa: E402
 from freshlake.config import GenerateConfig, load_config  # noqa: E402
 from freshlake.spark import get_spark  # noqa: E402
+from freshlake.streaming.daemon import descendants  # noqa: E402
 from freshlake.streaming.producer import ensure_topics  # noqa: E402
 from freshlake.synth import generate_logs  # noqa: E402
 
@@ -36,23 +37,6 @@ def kafka_threads(pids: list[int]) -> list[str]:
                 continue
             if name.startswith("rdk:"):
                 found.append(f"{pid}:{name}")
-    return found
-
-
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
     return found
 
 
