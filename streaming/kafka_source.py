@@ -343,7 +343,11 @@ def read_range(options: KafkaSourceOptions, rng: KafkaRange) -> Iterator[pa.Reco
                         continue
                     raise KafkaException(error)
                 offset = message.offset()
-                if offset < position:  # a pooled consumer's fetch from before its assignment
+                if (
+                    offset < position
+                    or message.partition() != rng.partition
+                    or message.topic() != rng.topic
+                ):  # a pooled consumer's fetch from before this assignment
                     continue
                 if offset >= rng.end:
                     position = rng.end

@@ -92,3 +92,30 @@ def test_starting_offsets_json_and_latest(spark, stream_config, topic, tmp_path)
         spark, stream_config, topic, tmp_path / "b", starting_offsets="latest"
     )
     assert rows == []
+
+
+def test_pooled_consumer_reads_only_its_assigned_partition(stream_config, topic):
+    """A consumer reused from the pool after reading one partition returns only records of the
+    partition it is assigned next, even at offsets the earlier partition also holds."""
+    from freshlake.streaming.kafka_source import KafkaRange, KafkaSourceOptions, read_range
+
+    servers = stream_config.kafka.bootstrap_servers
+    other = f"src-{uuid.uuid4().hex[:8]}"
+    create_topic(servers, other, partitions=2)
+    produce(servers, topic, 400)
+    produce(servers, other, 400, start=10_000)
+    options = KafkaSourceOptions.parse(
+        {"kafka.bootstrap.servers": servers, "subscribe": f"{topic},{other}"}
+    )
+
+    def values(name: str, partition: int, start: int, end: int) -> list[bytes]:
+        rng = KafkaRange(name, partition, start, end)
+        return [v for b in read_range(options, rng) for v in b.column("value").to_pylist()]
+
+    # The first read stops early, so its consumer may hold fetched records past the range.
+    first = values(topic, 0, 0, 5)
+    second = values(other, 1, 0, 200)
+    third = values(topic, 1, 3, 150)
+    assert first == [f"v{i}".encode() for i in range(0, 10, 2)]
+    assert second == [f"v{10_000 + i}".encode() for i in range(1, 400, 2)]
+    assert third == [f"v{i}".encode() for i in range(7, 300, 2)]
