@@ -197,6 +197,9 @@ class TrainingConfig(Section):
     # After the last epoch, shift the output bias so the model is calibrated on its (weighted)
     # train rows: the loss's own optimality condition for the bias (training/refit.py).
     refit_output_bias: bool = True
+    # A warm start's refit is shrunk toward its bias: the prior sd (log-odds) of how far the
+    # bias moves between the warm start and the new rows (training/refit.py `shrink_shift`).
+    refit_prior_sd: float = Field(default=0.1, gt=0)
     # Training on `fresh_examples` before every window has closed (training/delayed_feedback.py):
     # none | matured_only | importance (ES-DFM-style importance weights).
     delayed_feedback: Literal["none", "matured_only", "importance"] = "matured_only"
