@@ -183,7 +183,24 @@ class MetricsRecorder:
                     out.write(json.dumps(row, default=_json_default) + "\n")
 
     def _write_table(self, rows: list[dict[str, Any]]) -> None:
+        """Append the rows in one commit, each batch of a query once: the commit carries an app
+        transaction (`stream_metrics-<query id>`, version = its newest batch id), and batches at
+        or below the version already committed (a batch Spark replays after a restart, whose
+        sink skipped it) are left out."""
         if self.lake is not None:
+            by_query: dict[str, list[dict[str, Any]]] = {}
+            for row in rows:
+                by_query.setdefault(row["query_id"], []).append(row)
+            for query_id, query_rows in by_query.items():
+                self._append_once(query_id, query_rows)
+
+    def _append_once(self, query_id: str, rows: list[dict[str, Any]]) -> None:
+        app_id = f"{METRICS_TABLE}-{query_id}"
+        if self.lake.exists(METRICS_TABLE):
+            done = self.lake.transaction_version(METRICS_TABLE, app_id)
+            if done is not None:
+                rows = [row for row in rows if row["batch_id"] > done]
+        if rows:
             schema = to_arrow_schema(METRICS_SCHEMA, timezone="UTC")
             records = [
                 {
@@ -196,7 +213,13 @@ class MetricsRecorder:
             if not self._columns_checked:
                 self._add_new_columns(schema)
                 self._columns_checked = True
-            self.lake.append_arrow(METRICS_TABLE, table, partition_by=["dt"])
+            self.lake.append_arrow(
+                METRICS_TABLE,
+                table,
+                partition_by=["dt"],
+                app_id=app_id,
+                app_version=max(row["batch_id"] for row in rows),
+            )
 
     def _add_new_columns(self, schema: pa.Schema) -> None:
         """A table an older freshlake created lacks newer (nullable) metrics: add them (once
