@@ -294,6 +294,10 @@ class ReleaseConfig(Section):
     # Without a champion (and always): NE at most this, calibration inside the band.
     max_ne: float = Field(default=1.0, gt=0)
     calibration_band: tuple[float, float] = (0.9, 1.1)
+    # Calibration is judged with its 95% interval (sampling error of the qualification rows):
+    # it fails when the interval lies outside the band, and when the interval is wider than
+    # +- this (relative), too few clicks to judge it (README: Releasing models).
+    max_calibration_ci: float = Field(default=0.15, gt=0)
     # Slices (region, surface, rare vs head items): those with fewer rows are not judged.
     min_slice_rows: int = Field(default=200, ge=1)
     # A slice whose NE exceeds this fails qualification; None: slices are reported, not judged.
