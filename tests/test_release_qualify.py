@@ -60,9 +60,10 @@ def test_a_mis_calibrated_challenger_fails_against_the_champion(models):
 def test_qualify_command_exits_3_when_a_threshold_fails(models, capsys):
     root, good, _ = models
     common = ["--config", str(REPO / "conf" / "local.yaml"), "--set", f"lake.root={root / 'lake'}"]
-    tight = ["--set", "release.calibration_band=[0.999, 1.001]"]
+    # Calibration known to within +-0.1%: the eval rows hold far too few clicks for that.
+    tight = ["--set", "release.max_calibration_ci=0.001"]
     assert main(["qualify", str(good), "--no-champion", *common, *tight]) == 3
-    assert "NOT QUALIFIED" in capsys.readouterr().out
+    assert "FAIL calibration_precision" in capsys.readouterr().out
     loose = ["--set", "release.calibration_band=[0.5, 2.0]"]
     assert main(["qualify", str(good), "--no-champion", *common, *loose]) == 0
     assert "worst slice:" in capsys.readouterr().out
@@ -75,3 +76,21 @@ def test_a_slice_threshold_fails_the_model_on_its_worst_slice(models):
     assert report["failed"] == ["worst_slice_ne"]
     check = next(c for c in report["checks"] if c["name"] == "worst_slice_ne")
     assert report["worst_slice"] in check["detail"]
+
+
+def test_calibration_is_judged_with_its_interval(models):
+    """A model just outside the band but within its sampling error of it is not failed on
+    noise; the 4.5x-odds copy lies outside the band by more than its interval and fails."""
+    root, good, bad = models
+    measured = qualify(release_config(root / "lake", calibration_band=(0.5, 2.0)), good)
+    m = measured["metrics"]
+    assert m["calibration_ci_low"] < m["calibration"] < m["calibration_ci_high"]
+    assert m["calibration"] > 1, m  # it over-predicts a little: a band edge fits below it
+    # The band's edge between the interval's low end and the measured value.
+    edge = max(1.0, (m["calibration_ci_low"] + m["calibration"]) / 2)
+    config = release_config(root / "lake", calibration_band=(0.9, edge), max_ne=1.0)
+    report = qualify(config, good)
+    assert "calibration" not in report["failed"], (edge, m)
+    bad_report = qualify(config, bad)
+    assert bad_report["metrics"]["calibration_ci_low"] > edge
+    assert "calibration" in bad_report["failed"]

@@ -2,8 +2,10 @@
 
 The qualification set is the `release.qualify_split` (eval) rows of `release.qualify_table`:
 trainers read only `split=train`, so no model has seen them; `start_date` narrows it to the days
-after a training window. Thresholds come from the `release` config section: calibration inside
-`calibration_band` and NE at most `max_ne` always; against the current champion (scored on the
+after a training window. Thresholds come from the `release` config section: calibration consistent
+with `calibration_band` (its 95% interval overlaps the band, and is no wider than
++-`max_calibration_ci`: the rows' sampling error is part of the judgment) and NE at most
+`max_ne` always; against the current champion (scored on the
 same rows) AUC at most `max_auc_drop` lower, NE at most `max_ne_increase` higher, relative
 prediction difference at most `max_prediction_difference`. Slices: region, surface, and rare vs
 head items (the builder's rare-item strata); the worst slice is named. The report is written
@@ -151,13 +153,23 @@ def judge(
     """Every threshold of the `release` section applied to the measured metrics."""
     low, high = r.calibration_band
     cal, ne = model["calibration"], model["normalized_entropy"]
+    ci_low, ci_high = model["calibration_ci_low"], model["calibration_ci_high"]
+    half_width = float(np.sqrt(ci_high / ci_low) - 1) if ci_low > 0 else float("inf")
     checks = [
         Check(
             "calibration",
             cal,
             high if cal > 1 else low,
-            low <= cal <= high,
-            f"band [{low}, {high}]",
+            ci_low <= high and ci_high >= low,
+            f"band [{low}, {high}], 95% interval [{ci_low:.3f}, {ci_high:.3f}] overlaps it",
+        ),
+        Check(
+            "calibration_precision",
+            half_width,
+            r.max_calibration_ci,
+            half_width <= r.max_calibration_ci,
+            f"95% interval +-{half_width:.1%} on {model.get('clicks', 0):.0f} clicks: "
+            "enough to judge calibration",
         ),
         Check("normalized_entropy", ne, r.max_ne, ne <= r.max_ne, "below 1 beats the base rate"),
     ]
@@ -272,13 +284,13 @@ def format_report(report: dict[str, Any]) -> str:
     m = report["metrics"]
     lines.append(
         f"model:    AUC {m['auc']:.4f}  NE {m['normalized_entropy']:.4f}  "
-        f"calibration {m['calibration']:.3f}"
+        f"calibration {m['calibration']:.3f} {_interval(m)}"
     )
     if report["champion"]:
         c = report["champion"]["metrics"]
         lines.append(
             f"champion: AUC {c['auc']:.4f}  NE {c['normalized_entropy']:.4f}  "
-            f"calibration {c['calibration']:.3f}  (version {report['champion']['version']})"
+            f"calibration {c['calibration']:.3f} {_interval(c)}  (version {report['champion']['version']})"
         )
     for check in report["checks"]:
         mark = "ok  " if check["passed"] else "FAIL"
@@ -294,6 +306,13 @@ def format_report(report: dict[str, Any]) -> str:
             f"calibration {wm['calibration']:.3f}, {wm['rows']:,d} rows)"
         )
     return "\n".join(lines)
+
+
+def _interval(metrics: dict[str, Any]) -> str:
+    """The calibration's 95% interval as text (reports written before it had none: empty)."""
+    if "calibration_ci_low" not in metrics:
+        return ""
+    return f"[{metrics['calibration_ci_low']:.3f}, {metrics['calibration_ci_high']:.3f}]"
 
 
 def _plain(value: Any) -> Any:
