@@ -13,10 +13,15 @@ from freshlake.config import load_config
 from freshlake.training.batch import FeatureLayout
 from freshlake.training.dataset import DeltaExamples
 from freshlake.training.launch import make_job
-from freshlake.training.metrics import calibration
+from freshlake.training.metrics import calibration, calibration_interval
 from freshlake.training.model import CTRModel, ModelShape
 from freshlake.training.prior import log_odds, weighted_click_rate
-from freshlake.training.refit import refit_output_bias, solve_bias_shift
+from freshlake.training.refit import (
+    refit_output_bias,
+    shift_variance,
+    shrink_shift,
+    solve_bias_shift,
+)
 from freshlake.training.snapshot import open_snapshot
 from freshlake.training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
 from freshlake.training.trainer import train
@@ -102,3 +107,47 @@ def test_one_epoch_with_defaults_beats_popularity_and_is_calibrated(lake, tmp_pa
     assert model["auc"] > baseline["auc"], metrics
     start = card["training"]["start"]
     assert start["output_bias"] == pytest.approx(log_odds(start["base_rate"]))
+
+
+def test_calibration_interval_matches_a_bootstrap_over_rows():
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.005, 0.05, 40_000)
+    y = (rng.random(len(p)) < p).astype(float)
+    kept = (y == 1) | (rng.random(len(p)) < 0.1)
+    p, y = p[kept], y[kept]
+    w = np.where(y == 1, 1.0, 10.0)
+    low, high = calibration_interval(y, p, w)
+    boot = []
+    for _ in range(400):
+        i = rng.integers(0, len(y), len(y))
+        boot.append(calibration(y[i], p[i], w[i]))
+    b_low, b_high = np.quantile(boot, [0.025, 0.975])
+    assert low < calibration(y, p, w) < high
+    assert low == pytest.approx(b_low, rel=0.03) and high == pytest.approx(b_high, rel=0.03)
+    # Ten times the clicks: about a third of the width.
+    many = np.tile(np.arange(len(y)), 10)
+    low10, high10 = calibration_interval(y[many], p[many], w[many])
+    assert (high10 - low10) / (high - low) == pytest.approx(10**-0.5, rel=0.05)
+
+
+def test_a_warm_start_refit_moves_the_bias_by_what_its_clicks_support():
+    """Shrinkage toward the warm start's bias: a few dozen clicks whose rate is 30% above the
+    model's move the bias a fraction of the way; thousands move it (almost) all the way."""
+    rng = np.random.default_rng(4)
+
+    def solved_and_shrunk(rows: int) -> tuple[float, float, float]:
+        logits = rng.normal(-3.5, 0.5, rows)
+        label = (rng.random(rows) < 1.3 / (1 + np.exp(-logits))).astype(float)
+        weight = np.ones(rows)
+        solved = solve_bias_shift(logits, label, weight)
+        variance = shift_variance(logits, label, weight, solved)
+        shrunk, factor = shrink_shift(solved, variance, prior_sd=0.1)
+        assert shrunk == pytest.approx(solved * factor)
+        return solved, shrunk, factor
+
+    _, few_shift, few = solved_and_shrunk(1_500)  # ~60 clicks
+    solved, many_shift, many = solved_and_shrunk(300_000)  # ~12k clicks
+    assert few < 0.4 and many > 0.95
+    assert 0 <= few_shift < 0.15
+    assert solved == pytest.approx(np.log(1.3), abs=0.05) and many_shift > 0.95 * solved
+    assert shrink_shift(0.5, float("inf"), 0.1) == (0.0, 0.0)  # no clicks: keep the bias

@@ -4,6 +4,10 @@ At the optimum of the weighted log loss, the derivative in the output bias is ze
 sum(w * sigmoid(z)) = sum(w * y) over the training rows, i.e. the model is calibrated on the
 (weighted) training data. Stochastic steps leave the bias a few percent off that point, noise
 which the last batches decide; one pass over the train rows and a 1-D Newton solve put it there.
+
+A warm-started model's refit is shrunk toward the bias it started with (empirical Bayes): its
+rows are often a small fresh snapshot whose click rate says little, and the warm start carries
+the evidence of everything it trained on before.
 """
 
 from __future__ import annotations
@@ -42,10 +46,29 @@ def solve_bias_shift(
     return shift
 
 
-# Below this many clicks the train rows' rate is too noisy to set the bias by (relative
-# standard error ~ 1/sqrt(clicks): 5% at 400); a small continual-training snapshot keeps the
-# bias its warm start had.
-MIN_CLICKS = 400
+def shift_variance(
+    logits: np.ndarray, label: np.ndarray, weight: np.ndarray, shift: float
+) -> float:
+    """The sampling variance of a solved shift: at the solution, shift ~ log(clicks / predicted)
+    to first order, so its variance is that of log calibration over these rows (delta method,
+    as `metrics.calibration_interval`)."""
+    p = 1 / (1 + np.exp(-(np.asarray(logits, np.float64) + shift)))
+    w, y = np.asarray(weight, np.float64), np.asarray(label, np.float64)
+    clicks = float((w * y).sum())
+    if clicks <= 0:
+        return float("inf")
+    ratio = float((w * p).sum()) / clicks
+    return float(((w * p - ratio * w * y) ** 2).sum()) / clicks**2 / ratio**2
+
+
+def shrink_shift(shift: float, variance: float, prior_sd: float) -> tuple[float, float]:
+    """Empirical-Bayes shrinkage of a solved shift toward 0 (the warm start's own bias): with a
+    prior shift ~ N(0, prior_sd^2) and the estimate ~ N(shift, variance), the posterior mean is
+    shift x prior_sd^2 / (prior_sd^2 + variance). Returns (shrunk shift, factor)."""
+    if not np.isfinite(variance):
+        return 0.0, 0.0
+    factor = prior_sd**2 / (prior_sd**2 + variance)
+    return shift * factor, factor
 
 
 @torch.no_grad()
@@ -55,9 +78,15 @@ def refit_output_bias(
     *,
     weighted: bool = True,
     device: torch.device | str = "cpu",
+    prior_sd: float | None = None,
 ) -> dict[str, float]:
     """Shift the model's output bias so it is calibrated on `batches` (the train rows, with the
-    loss's weights when `weighted`); returns the shift and the calibration before it."""
+    loss's weights when `weighted`); returns the shift and the calibration before it.
+
+    `prior_sd` (a warm start's refit): the solved shift is shrunk toward the warm start's bias by
+    how well the rows determine it (`shrink_shift`): a few dozen fresh clicks move the bias a
+    little, thousands all the way, instead of a hard cut at some number of clicks.
+    """
     model.eval()
     logits, labels, weights = [], [], []
     for batch in batches:
@@ -68,8 +97,14 @@ def refit_output_bias(
         return {"shift": 0.0, "rows": 0}
     z, y, w = (np.concatenate(p).astype(np.float64) for p in (logits, labels, weights))
     before = float((w / (1 + np.exp(-z))).sum() / max((w * y).sum(), 1e-12))
-    if y.sum() < MIN_CLICKS:  # the rate of a few clicks is noisier than the bias it would set
-        return {"shift": 0.0, "train_calibration_before": before, "rows": len(z), "skipped": True}
-    shift = solve_bias_shift(z, y, w)
+    solved = solve_bias_shift(z, y, w)
+    out = {"train_calibration_before": before, "rows": len(z), "clicks": float(y.sum())}
+    if prior_sd is not None:
+        variance = shift_variance(z, y, w, solved)
+        shift, factor = shrink_shift(solved, variance, prior_sd)
+        out.update({"solved_shift": solved, "shift_sd": float(np.sqrt(variance))})
+        out.update({"prior_sd": prior_sd, "shrinkage_factor": factor})
+    else:
+        shift = solved
     model.shift_output_bias(shift)
-    return {"shift": shift, "train_calibration_before": before, "rows": len(z)}
+    return {"shift": shift, **out}

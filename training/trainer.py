@@ -201,7 +201,7 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
     if not ctx.is_main:
         return None
     if t.refit_output_bias:
-        start["refit"] = _refit(config, model, units, layout, ctx, feedback)
+        start["refit"] = _refit(config, model, units, layout, ctx, feedback, job.warm_start)
     if job.table == contract.FRESH_EXAMPLES:
         start["delayed_feedback"] = {"mode": feedback.mode, **(feedback.stats or {})}
     return _finish(job, config, ctx, model, layout, units, snapshot, state, speed, start)
@@ -284,8 +284,10 @@ def _refit(
     layout: FeatureLayout,
     ctx: DistContext,
     feedback: DelayedFeedback,
+    warm_start: str | None = None,
 ) -> dict[str, float]:
-    """Rank 0 solves the output-bias shift that calibrates the model on all train rows."""
+    """Rank 0 solves the output-bias shift that calibrates the model on all train rows (a warm
+    start's shrunk toward its own bias by how many clicks the rows hold)."""
     t = config.training
     rows = _examples(
         units,
@@ -296,7 +298,11 @@ def _refit(
         filters={contract.SPLIT: t.train_split},
     )
     refit = refit_output_bias(
-        model, rows.iter_shard(0, 1), weighted=t.weighted_loss, device=ctx.device
+        model,
+        rows.iter_shard(0, 1),
+        weighted=t.weighted_loss,
+        device=ctx.device,
+        prior_sd=t.refit_prior_sd if warm_start else None,
     )
     log.info("output bias refit on the train rows: %s", refit)
     return refit
