@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import (
     DoubleType,
     LongType,
@@ -126,9 +128,19 @@ class JobRun:
         }
 
     def record(self) -> None:
-        """Append this run's row to `job_runs`."""
-        df = self.lake.spark.createDataFrame([self.as_row()], JOB_RUNS_SCHEMA)
-        self.lake.write(JOB_RUNS_TABLE, df, mode="append")
+        """Append this run's row to `job_runs` from the driver (Arrow, no Spark job)."""
+        self.lake.append_arrow(JOB_RUNS_TABLE, job_runs_arrow([self.as_row()]))
+
+
+def job_runs_arrow(rows: list[dict[str, Any]]) -> pa.Table:
+    """`job_runs` rows (as `JobRun.as_row` gives them) as an Arrow table of its schema."""
+    schema = to_arrow_schema(JOB_RUNS_SCHEMA, timezone="UTC")
+    maps = [f.name for f in JOB_RUNS_SCHEMA.fields if isinstance(f.dataType, MapType)]
+    records = [
+        {**row, **{m: None if row[m] is None else list(row[m].items()) for m in maps}}
+        for row in rows
+    ]
+    return pa.Table.from_pylist(records, schema=schema)
 
 
 def latest_run_details(lake: Lake, job: str) -> dict[str, Any] | None:
