@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
@@ -23,6 +24,7 @@ from freshlake.config import load_config
 from freshlake.features.examples import example_columns
 from freshlake.lake import open_lake
 from freshlake.runs import JobRun
+from freshlake.training.snapshot import open_snapshot
 from tests.batch_logs import ATTRIBUTION_S, generate, write_logs
 from tests.conftest import REPO
 
@@ -207,6 +209,21 @@ def test_examples_follow_the_contract(world):
     eval_rows = ex["split"] == "eval"
     assert (pd.to_datetime(ex.loc[eval_rows, "dt"]).dt.date == date(2026, 1, 7)).all()
     assert eval_rows.any() and (~eval_rows).any()
+
+
+def test_rows_inside_each_file_are_in_hash_order_not_id_order(world):
+    """The loader's `blocks` shuffle takes runs of consecutive rows as uniform samples: the
+    generator's ids count up (imp00000000, ...), and the dedup leaves rows sorted by id."""
+    _, lake, _, _, _ = world
+    files = open_snapshot(lake.uri("examples")).files
+    assert files
+    for data_file in files:
+        ids = pq.read_table(data_file.uri, columns=["impression_id"]).column(0).to_pylist()
+        if len(ids) < 400:
+            continue
+        rank = np.argsort(np.argsort(ids))
+        rho = np.corrcoef(np.arange(len(ids)), rank)[0, 1]
+        assert abs(rho) < Z / np.sqrt(len(ids)), f"{data_file.uri}: rows follow their ids"
 
 
 def _rows(lake, version=None):

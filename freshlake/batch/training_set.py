@@ -30,6 +30,7 @@ from freshlake.batch.report import BuildCounts, BuildReport, observed_plans_kept
 from freshlake.batch.window import TimeWindow
 from freshlake.config import Config
 from freshlake.features.examples import to_examples
+from freshlake.features.hashing import hash_unit
 from freshlake.features.labeling import action_times
 from freshlake.features.quality import fill_values_with, median_imputed, quarantine_impressions
 from freshlake.features.splits import split_column
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 EXAMPLES = contract.EXAMPLES
 QUARANTINE = contract.QUARANTINE
+# Seeds the hash that orders the rows inside every examples file (not the sampling seed).
+ROW_ORDER_SEED = "examples-row-order"
 
 
 class QualityError(RuntimeError):
@@ -152,10 +155,20 @@ def example_rows(
 
 
 def write_examples(lake: Lake, examples: DataFrame, window: TimeWindow, run_id: str) -> WriteResult:
-    """Replace the window's `dt` partitions of `examples` in one commit (empty days included)."""
+    """Replace the window's `dt` partitions of `examples` in one commit (empty days included).
+
+    Inside each file the rows are in the order of a hash of their impression id, so any run of
+    consecutive rows is a uniform sample of the file, whatever the ids look like (the dedup
+    left them sorted by id: in serving order where ids count up). The loader's `blocks`
+    shuffle reads batches as such runs. The sort is local to each task; Spark's partitioned
+    write sorts by `dt` anyway, which this ordering already satisfies.
+    """
+    in_hash_order = examples.sortWithinPartitions(
+        contract.DT, hash_unit(ROW_ORDER_SEED, "impression_id")
+    )
     return lake.write(
         EXAMPLES,
-        examples,
+        in_hash_order,
         mode="overwrite",
         partition_by=["dt"],
         replace_partitions={"dt": [d.isoformat() for d in window.days]},
