@@ -80,14 +80,14 @@ def carried_columns(labels: LabelConfig) -> list[str]:
 def screen(impressions: DataFrame, window: TimeWindow, blackout: Sequence[date]) -> DataFrame:
     """Add `reason` (quarantine code or null) and `outcome` for the per-row checks:
     quarantined, outside_window, blackout; null for rows that pass."""
-    reason = impression_problem(impressions.columns)
     served = F.col("served_at")
-    outcome = (
-        F.when(reason.isNotNull(), F.lit("quarantined"))
+    outcome = (  # from the `reason` column: its checks are evaluated once per row
+        F.when(F.col("reason").isNotNull(), F.lit("quarantined"))
         .when(~in_window(served, window), F.lit("outside_window"))
         .when(F.to_date(served).isin(list(blackout)), F.lit("blackout"))
     )
-    return impressions.withColumns({"reason": reason, "outcome": outcome})
+    screened = impressions.withColumn("reason", impression_problem(impressions.columns))
+    return screened.withColumn("outcome", outcome)
 
 
 def classify(
@@ -120,26 +120,29 @@ def classify(
     df = sampling_columns(label_columns(joined, config.labels), config.sampling, plan.item_counts)
     extra = dict(screened_columns or {})
     columns = [*df.columns, *extra]
-    order = dict(
-        zip(
-            ("_copy_fields", "_copy_row"),
-            _copy_order(df, impressions.columns, config.labels),
-            strict=True,
-        )
-    )
     mature = is_mature(F.col("served_at"), plan.actions_until, config.labels)
     passed = F.col("outcome").isNull()
     keepable = (F.col("outcome") == "quarantined") | (passed & mature & is_sampled(config.sampling))
+    fields, whole = _copy_order(df, impressions.columns, config.labels)
+    # The whole-row hash only orders copies that tie on everything else, and tied copies are
+    # either all keepable or none (keepable is decided by the fields they tie on): among rows
+    # nothing keeps, which copy wins changes no count, so only keepable rows hash their row.
+    keep = F.col("_keepable")
+    order = {"_copy_fields": fields, "_copy_row": F.when(keep, whole)}
     kept_always = [
         c for c in df.columns if c in _DECIDING or c in label_output_columns(config.labels)
     ]
     payload = [c for c in df.columns if c not in kept_always]
-    packed = df.withColumns({**extra, "_passed": passed, **order}).select(
-        *kept_always,
-        *extra,
-        "_passed",
-        *order,
-        F.when(keepable, F.struct(*payload)).alias("_payload"),
+    packed = (
+        df.withColumns({**extra, "_passed": passed, "_keepable": keepable})
+        .withColumns(order)
+        .select(
+            *kept_always,
+            *extra,
+            "_passed",
+            *order,
+            F.when(keep, F.struct(*payload)).alias("_payload"),
+        )
     )
     rank = duplicate_rank(
         packed, priority=[~F.col("_passed")], tie_breakers=[F.col(c) for c in order]
@@ -149,7 +152,8 @@ def classify(
         F.col("outcome"),
         F.when(F.col("_rank") > 1, F.lit("duplicate")),
         F.when(~mature, F.lit("immature")),
-        F.when(~is_sampled(config.sampling), F.lit("not_sampled")),
+        # A passed, mature row without its payload was not keepable: sampling dropped it.
+        F.when(F.col("_payload").isNull(), F.lit("not_sampled")),
         F.lit("written"),
     )
     unpacked = {c: F.col(f"_payload.{c}") for c in payload}
