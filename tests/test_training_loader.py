@@ -8,6 +8,7 @@ from datetime import date
 
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import torch
 from deltalake import DeltaTable
@@ -15,10 +16,10 @@ from torch.utils.data import DataLoader
 
 from freshlake.lake import read_table_arrow
 from freshlake.training.batch import FeatureLayout
-from freshlake.training.dataset import DeltaExamples
+from freshlake.training.dataset import DeltaExamples, batch_pieces
 from freshlake.training.snapshot import added_since, open_snapshot
 from freshlake.training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
-from freshlake.training.units import plan_units
+from freshlake.training.units import may_match, plan_units
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +81,14 @@ def test_date_range_and_files_added_since_a_version(tmp_path):
         added_since(snapshot, 5)
 
 
+@pytest.mark.parametrize("shuffle", ["rows", "blocks"])
 @pytest.mark.parametrize("workers", ["threads", "DataLoader processes"])
-def test_every_train_row_exactly_once_across_2_ranks_x_2_workers(examples, workers):
+def test_every_train_row_exactly_once_across_2_ranks_x_2_workers(examples, workers, shuffle):
     uri, train_ids = examples
     for epoch in (0, 1):
         seen = []
         for rank in (0, 1):
-            dataset = make_dataset(uri, rank=rank, world_size=2, seed=11)
+            dataset = make_dataset(uri, rank=rank, world_size=2, seed=11, shuffle=shuffle)
             dataset.set_epoch(epoch)
             if workers == "threads":
                 batches = list(dataset.batches(2))
@@ -97,11 +99,12 @@ def test_every_train_row_exactly_once_across_2_ranks_x_2_workers(examples, worke
         assert sorted(seen) == train_ids, f"epoch {epoch}: rows missing or repeated"
 
 
-def test_shuffle_is_determined_by_seed_and_epoch(examples):
+@pytest.mark.parametrize("shuffle", ["rows", "blocks"])
+def test_shuffle_is_determined_by_seed_and_epoch(examples, shuffle):
     uri, train_ids = examples
 
     def order(seed: int, epoch: int) -> list[int]:
-        dataset = make_dataset(uri, seed=seed)
+        dataset = make_dataset(uri, seed=seed, shuffle=shuffle)
         dataset.set_epoch(epoch)
         return ids_of(dataset.iter_shard(0, 1))
 
@@ -114,19 +117,78 @@ def test_shuffle_is_determined_by_seed_and_epoch(examples):
     assert first != unshuffled and sorted(unshuffled) == train_ids
 
 
+@pytest.mark.parametrize("shuffle", ["rows", "blocks"])
 @pytest.mark.parametrize("stop_after", [1, 7, 20])
-def test_resume_from_a_position_continues_the_same_sequence(examples, stop_after):
+def test_resume_from_a_position_continues_the_same_sequence(examples, stop_after, shuffle):
     uri, _ = examples
-    dataset = make_dataset(uri, seed=2, world_size=2, rank=1, shuffle_buffer=1000, batch_size=32)
+    options = {"seed": 2, "world_size": 2, "rank": 1, "shuffle_buffer": 1000, "batch_size": 32}
+    dataset = make_dataset(uri, shuffle=shuffle, **options)
     dataset.set_epoch(3)
     full = list(dataset.iter_shard(3, 4))
     assert len(full) > stop_after
     _, shard, block, row = full[stop_after - 1].position
-    resumed = make_dataset(uri, seed=2, world_size=2, rank=1, shuffle_buffer=1000, batch_size=32)
+    resumed = make_dataset(uri, shuffle=shuffle, **options)
     resumed.set_epoch(3, resume={shard: (block, row)})
     rest = list(resumed.iter_shard(3, 4))
     assert ids_of(rest) == ids_of(full[stop_after:])
     assert rest[-1].position == full[-1].position
+
+
+def test_block_pieces_cover_every_row_once_from_a_random_first_cut():
+    size, rows = 100, 1050
+    firsts = Counter()
+    for seed in range(400):
+        pieces = batch_pieces(rows, size, np.random.default_rng(seed)).runs
+        assert sorted(i for a, b in pieces for i in range(a, b)) == list(range(rows))
+        lengths = sorted(b - a for a, b in pieces)
+        assert lengths[2:] == [size] * (len(pieces) - 2)  # only the two ends are shorter
+        firsts[min(b for a, b in pieces if a == 0) % size] += 1
+    # the first cut is uniform on 0..size-1: every tenth of the range is drawn
+    assert len({cut // 10 for cut in firsts}) == 10
+    assert batch_pieces(1, size, np.random.default_rng(0)).runs == ((0, 1),)
+
+
+def test_blocks_shuffle_delivers_runs_of_stored_rows_in_another_order_each_epoch(tmp_path):
+    table = synthetic_examples(3000, seed=6, negative_rate=1.0)
+    uri = str(tmp_path / "t")
+    write_synthetic_table(uri, table, rows_per_group=5000)  # one row group per dt file
+    stored = {}
+    for data_file in open_snapshot(uri).files:
+        ids = pq.read_table(data_file.uri, columns=["row_id"]).column(0).to_pylist()
+        stored.update({rid: (data_file.uri, i) for i, rid in enumerate(ids)})
+    orders = []
+    for epoch in (0, 1):
+        dataset = make_dataset(uri, shuffle="blocks", filters=None, batch_size=50)
+        dataset.set_epoch(epoch)
+        ids = ids_of(dataset.iter_shard(0, 1))
+        assert sorted(ids) == sorted(stored)
+        # consecutive delivered rows are consecutive stored rows, except at piece boundaries
+        places = [stored[rid] for rid in ids]
+        breaks = sum(b != (a[0], a[1] + 1) for a, b in itertools.pairwise(places))
+        assert breaks <= 2 * len(ids) / 50 + 8
+        orders.append(ids)
+    assert orders[0] != orders[1]
+
+
+def test_row_groups_whose_statistics_rule_out_the_filters_are_not_read(examples):
+    uri, _ = examples
+    snapshot = open_snapshot(uri)
+    matched = Counter()
+    for data_file in snapshot.files:
+        metadata = pq.ParquetFile(data_file.uri).metadata
+        day = data_file.partition_values["dt"]
+        for i in range(metadata.num_row_groups):
+            match = may_match(metadata.row_group(i), {"split": "train"})
+            matched[match] += 1
+            assert match == (day < date(2026, 1, 4))  # the last of 4 days is the eval split
+            assert may_match(metadata.row_group(i), {"split": 7, "absent": 1})
+    assert matched[True] and matched[False]
+
+
+def test_an_unknown_shuffle_mode_is_rejected(examples):
+    uri, _ = examples
+    with pytest.raises(ValueError, match="shuffle"):
+        make_dataset(uri, shuffle="global")
 
 
 def test_batches_hold_the_feature_spec_as_tensors(examples):
@@ -268,7 +330,7 @@ def test_text_bags_of_sliced_and_chunked_lists_and_null_lists_that_span_values()
     whose offsets still span values (allowed by Arrow) and null ids inside a bag."""
     import pyarrow as pa
 
-    from freshlake.training.batch import to_batch
+    from freshlake.training.batch import RowRuns, to_batch
 
     values = pa.array([1, 2, 3, 4, None, 6, 7, 8], pa.int64())
     offsets = pa.array([0, 2, 4, 5, 7, 8], pa.int32())
@@ -279,12 +341,20 @@ def test_text_bags_of_sliced_and_chunked_lists_and_null_lists_that_span_values()
     layout = FeatureLayout((), (), ("f_query",), weight=None)
     label = pa.array([0, 1, 0, 1], pa.int32())
     columns = [lists.slice(1), pa.chunked_array([lists.slice(1, 2), lists.slice(3, 2)])]
-    for column, order in itertools.product(
-        columns, [None, np.array([3, 0, 2, 1]), np.array([2, 2, 0]), np.array([], np.int64)]
-    ):
+    orders = [
+        None,
+        np.array([3, 0, 2, 1]),
+        np.array([2, 2, 0]),
+        np.array([], np.int64),
+        RowRuns(((2, 4), (0, 2))),
+        RowRuns(((3, 4), (1, 2))),
+        RowRuns(()),
+    ]
+    for column, order in itertools.product(columns, orders):
         table = pa.table({"f_query": column, "label": label})
         batch = to_batch(table, layout, order=order)
         rows = range(4) if order is None else order
+        rows = rows.indices() if isinstance(rows, RowRuns) else rows
         ids, starts = batch.text_ids[0].tolist(), [*batch.text_offsets[0].tolist(), None]
         bags = [ids[a:b] for a, b in itertools.pairwise(starts)]
         assert bags == [expected[i] for i in rows]

@@ -4,9 +4,11 @@ Column contract (`freshlake.contract`): categorical feature `x` -> `f_x` bigint 
 numeric -> `f_x` double plus `f_x_missing` 0/1; text -> `f_x` array<bigint> of n-gram hash ids.
 
 The loader decodes a whole block of rows at once (`to_batch` with the block's row order, its
-filter and shuffle in one gather per column, read from zero-copy numpy views of the Arrow
-buffers and written straight into one allocation for the block) and hands out batches as views
-of that block (`Batch.split`): no per-batch conversion, no per-row Python.
+filter and shuffle applied in the same copy of each column, read from zero-copy numpy views of
+the Arrow buffers and written straight into one allocation for the block) and hands out batches
+as views of that block (`Batch.split`): no per-batch conversion, no per-row Python. A row order
+is either row indices (one gather per column) or `RowRuns`, runs of consecutive stored rows
+(one slice copy per run and column: the cost of a copy in stored order).
 """
 
 from __future__ import annotations
@@ -24,6 +26,25 @@ from freshlake import contract
 from freshlake.config import FeatureSpec
 
 Column = pa.ChunkedArray | pa.Array
+
+
+@dataclass(frozen=True)
+class RowRuns:
+    """A row order made of runs of consecutive stored rows, each `(start, stop)`, run after
+    run. Decoding it copies slices, where row indices need a gather per value."""
+
+    runs: tuple[tuple[int, int], ...]
+
+    def __len__(self) -> int:
+        return sum(stop - start for start, stop in self.runs)
+
+    def indices(self) -> np.ndarray:
+        """The same order as row indices."""
+        parts = [np.arange(start, stop, dtype=np.int64) for start, stop in self.runs]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+Order = np.ndarray | RowRuns | None  # None: every row as stored
 
 
 @dataclass(frozen=True)
@@ -250,10 +271,15 @@ def _source(column: Column, fill: float = 0) -> np.ndarray:
     return array.to_numpy(zero_copy_only=False)
 
 
-def _gather(values: np.ndarray, order: np.ndarray | None, out: np.ndarray) -> np.ndarray:
+def _gather(values: np.ndarray, order: Order, out: np.ndarray) -> np.ndarray:
     """`values[order]` (or all `values`) written into `out`, converted to its dtype."""
     if order is None:
         np.copyto(out, values, casting="unsafe")
+    elif isinstance(order, RowRuns):
+        at = 0
+        for start, stop in order.runs:
+            np.copyto(out[at : at + stop - start], values[start:stop], casting="unsafe")
+            at += stop - start
     elif values.dtype == out.dtype:  # order holds valid indices only: no bounds checks
         np.take(values, order, out=out, mode="clip")
     else:
@@ -266,21 +292,31 @@ def _gather(values: np.ndarray, order: np.ndarray | None, out: np.ndarray) -> np
 class _Bag:
     """A list<int> column's rows as EmbeddingBag ids and offsets, sized before it is filled."""
 
-    def __init__(self, column: Column, order: np.ndarray | None):
+    def __init__(self, column: Column, order: Order):
         array = _array(column)
         n = len(array)
         offsets = np.frombuffer(array.buffers()[1], dtype=_offset_type(array.type))
         offsets = offsets[array.offset : array.offset + n + 1]
-        self.starts = offsets[:-1]
+        starts = offsets[:-1]
         lengths = np.diff(offsets).astype(np.int64, copy=False)
         if array.null_count:  # a null list is an empty bag, whatever its offsets span
             valid = array.is_valid().to_numpy(zero_copy_only=False)
             lengths = np.where(valid, lengths, 0)
         self.values = _source(array.values)  # the child as stored; offsets index into it
-        self.order = order
-        if order is not None:
-            lengths = np.take(lengths, order, mode="clip")
-            self.starts = np.take(self.starts, order, mode="clip")
+        # Runs of rows whose bags lie back to back in the child: (first id, ids), one copy each.
+        self.copies: list[tuple[int, int]] | None = None
+        back_to_back = n == 0 or bool((np.diff(starts) == lengths[:-1]).all())
+        if order is None and back_to_back:
+            self.copies = [(int(starts[0]) if n else 0, int(lengths.sum()))]
+        elif isinstance(order, RowRuns) and back_to_back:
+            pairs = order.runs
+            self.copies = [(int(offsets[a]), int(offsets[b] - offsets[a])) for a, b in pairs]
+            lengths = np.concatenate([lengths[a:b] for a, b in pairs] or [lengths[:0]])
+        elif order is not None:
+            rows = order.indices() if isinstance(order, RowRuns) else order
+            lengths = np.take(lengths, rows, mode="clip")
+            starts = np.take(starts, rows, mode="clip")
+        self.starts = starts
         self.lengths = lengths
         self.rows, self.total = len(lengths), int(lengths.sum())
 
@@ -288,12 +324,11 @@ class _Bag:
         if self.rows:
             offsets[0] = 0
             np.cumsum(self.lengths[:-1], out=offsets[1:])
-        contiguous = self.order is None and bool(
-            self.rows == 0 or (np.diff(self.starts) == self.lengths[:-1]).all()
-        )
-        if contiguous:  # the bags lie back to back in the child: one copy
-            first = int(self.starts[0]) if self.rows else 0
-            np.copyto(ids, self.values[first : first + self.total], casting="unsafe")
+        if self.copies is not None:
+            at = 0
+            for first, count in self.copies:
+                np.copyto(ids[at : at + count], self.values[first : first + count], "unsafe")
+                at += count
         elif self.total:
             # Position j of bag i reads child[start_i + j]: a step of 1 along a bag, a jump to
             # the next non-empty bag's start at its first id; the running sum is every index.
@@ -316,11 +351,12 @@ def to_batch(
     table: pa.Table | pa.RecordBatch,
     layout: FeatureLayout,
     extras: Sequence[str] = (),
-    order: np.ndarray | None = None,
+    order: Order = None,
 ) -> Batch:
-    """Tensors of a table's rows: all, or those at the indices `order` (filtered, shuffled).
+    """Tensors of a table's rows: all, or those of `order` (row indices or `RowRuns`: filtered,
+    shuffled).
 
-    Each column is gathered once, straight into the block's arena (no per-column allocation);
+    Each column is copied once, straight into the block's arena (no per-column allocation);
     Arrow data is read through zero-copy numpy views. Nulls: id 0, value 0, empty bag, weight 1.
     """
     n = table.num_rows if order is None else len(order)

@@ -2,21 +2,30 @@
 
 `DeltaExamples.batches(num_workers)` is what the trainer iterates: each of the rank's shards is
 read block by block (a block: about `shuffle_buffer` rows of consecutive work units), a block is
-decoded once into tensors with its filter and shuffle applied in the same gather, and batches
-are views of it. With `num_workers` > 0, that many threads decode one shard each and hand their
-batches over as they are (no copy); with 0, blocks are decoded in the consuming thread. Parquet
-reads run `read_ahead` blocks ahead in a thread of their own when decoding is inline; a reader
-keeps its last few files open, so a file's footer is parsed once, not once per row group.
+decoded once into tensors with its filter and shuffle applied in the same copy, and batches are
+views of it. With `num_workers` > 0, that many threads read and decode one shard each and hand
+their batches over as they are (no copy); with 0, blocks are decoded in the consuming thread
+while the next block is read in a thread of its own. A reader keeps its last few files open, so
+a file's footer is parsed once, not once per row group; a row group whose statistics rule out
+the filters is not read.
 
-What the shuffle guarantees (`shuffle=True`), for a given `(seed, epoch)` and world size:
+What the shuffle guarantees, for a given `(seed, epoch)` and world size (`shuffle` "rows" or
+"blocks"; "none" keeps units and rows as stored):
 - every row passing the filters is delivered exactly once per epoch across all ranks and
   workers, in the same order on every run (and after `set_epoch(..., resume=...)`);
 - the work units (Parquet row groups) are in a uniformly random order, the same in every
   process, dealt round-robin to the shards;
-- inside a block, the rows are in a uniformly random order (a permutation drawn from
+- "rows": inside a block, the rows are in a uniformly random order (a permutation drawn from
   `(seed, epoch, shard, block)`), so a batch is a uniform sample without replacement of its
-  block's rows (two blocks' rows where a batch straddles a block boundary).
-It is not a global row shuffle: rows of one row group always share a block, so a row group's
+  block's rows (two blocks' rows where a batch straddles a block boundary);
+- "blocks": a block's rows are cut into pieces of `batch_size` consecutive stored rows from a
+  random first cut, and the pieces come in a random order (both drawn from
+  `(seed, epoch, shard, block)`). Decoding copies slices instead of gathering single values,
+  which costs what a copy in stored order costs. A batch is a uniform sample of its block only
+  where the stored rows are in random order: the builder writes `examples` in the order of a
+  hash of the impression id (`freshlake.batch.training_set.write_examples`). Rows stored next
+  to each other meet in a batch again in later epochs more often than in "rows".
+Neither is a global row shuffle: rows of one row group always share a block, so a row group's
 rows meet in batches more often than chance would have them; a `shuffle_buffer` of several row
 groups mixes them with others.
 
@@ -28,9 +37,11 @@ way by DataLoader worker), for code that wants worker processes.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import reduce
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -39,7 +50,14 @@ import pyarrow.parquet as pq
 from torch.utils.data import IterableDataset, get_worker_info
 
 from freshlake.training.background import background, round_robin
-from freshlake.training.batch import Batch, FeatureLayout, concat_batches, to_batch
+from freshlake.training.batch import (
+    Batch,
+    FeatureLayout,
+    Order,
+    RowRuns,
+    concat_batches,
+    to_batch,
+)
 from freshlake.training.units import (
     WorkUnit,
     blocks,
@@ -55,6 +73,8 @@ ShardPositions = Mapping[int, tuple[int, int]]
 # Blocks a worker thread keeps decoded ahead of the batches being consumed.
 DECODED_AHEAD = 2
 
+Shuffle = Literal["rows", "blocks", "none"]
+
 
 class DeltaExamples(IterableDataset):
     """Batches of a snapshot's work units for one DDP rank, split among its loader workers."""
@@ -68,7 +88,7 @@ class DeltaExamples(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
-        shuffle: bool = True,
+        shuffle: Shuffle | bool = "blocks",
         shuffle_buffer: int = 65_536,
         filters: Mapping[str, object] | None = None,
         extras: Sequence[str] = (),
@@ -82,7 +102,8 @@ class DeltaExamples(IterableDataset):
         self.layout = layout
         self.batch_size = batch_size
         self.rank, self.world_size = rank, world_size
-        self.seed, self.shuffle, self.shuffle_buffer = seed, shuffle, shuffle_buffer
+        self.seed, self.shuffle_buffer = seed, shuffle_buffer
+        self.shuffle: Shuffle = _shuffle_mode(shuffle)
         self.filters = dict(filters or {})
         self.extras = tuple(extras)
         self.read_ahead = read_ahead  # blocks read ahead in a thread; 0: read when decoded
@@ -97,7 +118,7 @@ class DeltaExamples(IterableDataset):
 
     def shard_blocks(self, shard: int, n_shards: int) -> list[list[WorkUnit]]:
         """The blocks shard `shard` reads this epoch, in order."""
-        ordered = epoch_order(self.units, self.seed, self.epoch, self.shuffle)
+        ordered = epoch_order(self.units, self.seed, self.epoch, self.shuffle != "none")
         return blocks(shard_units(ordered, shard, n_shards), self.shuffle_buffer)
 
     def batches(self, num_workers: int = 0) -> Iterator[Batch]:
@@ -134,7 +155,7 @@ class DeltaExamples(IterableDataset):
         grouped = self.shard_blocks(shard, n_shards)
         start = self.resume.get(shard, (0, 0))[0]
         columns = list(dict.fromkeys([*self.layout.columns(), *self.extras, *self.filters]))
-        tables: Iterable[pa.Table] = map(_BlockReader(columns).read, grouped[start:])
+        tables: Iterable[pa.Table] = map(_BlockReader(columns, self.filters).read, grouped[start:])
         if read_ahead:
             tables = background(tables, read_ahead, f"loader-read-{shard}")
         for index, table in enumerate(tables, start):
@@ -164,20 +185,45 @@ class DeltaExamples(IterableDataset):
         if carried_rows:
             yield _positioned(concat_batches(carried), (self.epoch, shard, n_blocks, 0))
 
-    def _order(self, table: pa.Table, shard: int, index: int) -> np.ndarray | None:
+    def _order(self, table: pa.Table, shard: int, index: int) -> Order:
         """The block's rows in delivery order: those passing the filters, shuffled with
         `(seed, epoch, shard, block)`; None for all rows as stored."""
-        order = None
-        if self.filters:
-            tests = [pc.equal(table.column(c), value) for c, value in self.filters.items()]
-            keep = pc.fill_null(reduce(pc.and_, tests), False)
-            order = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
-        rows = table.num_rows if order is None else len(order)
-        if self.shuffle and rows > 1:
-            rng = np.random.default_rng([self.seed, self.epoch, shard, index])
+        kept = self._kept(table)
+        rows = table.num_rows if kept is None else len(kept)
+        if self.shuffle == "none" or rows < 2:
+            return kept
+        rng = np.random.default_rng([self.seed, self.epoch, shard, index])
+        if self.shuffle == "rows":
             permutation = rng.permutation(rows)
-            order = permutation if order is None else order[permutation]
-        return order
+            return permutation if kept is None else kept[permutation]
+        pieces = batch_pieces(rows, self.batch_size, rng)
+        return pieces if kept is None else kept[pieces.indices()]
+
+    def _kept(self, table: pa.Table) -> np.ndarray | None:
+        """Indices of the rows that pass the filters; None when all of them do."""
+        if not self.filters:
+            return None
+        tests = [pc.equal(table.column(c), value) for c, value in self.filters.items()]
+        keep = pc.fill_null(reduce(pc.and_, tests), False).to_numpy(zero_copy_only=False)
+        return None if keep.all() else np.flatnonzero(keep)
+
+
+def batch_pieces(rows: int, size: int, rng: np.random.Generator) -> RowRuns:
+    """Rows `0..rows` cut into pieces of `size` consecutive rows from a random first cut (the
+    pieces before it and after the last whole one are shorter), in a random order."""
+    first = int(rng.integers(min(size, rows)))
+    cuts = [0, *range(first, rows, size), rows]
+    pieces = [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
+    return RowRuns(tuple(pieces[i] for i in rng.permutation(len(pieces))))
+
+
+def _shuffle_mode(shuffle: Shuffle | bool) -> Shuffle:
+    """True is the uniform row shuffle (what it meant before the modes), False none."""
+    if isinstance(shuffle, bool):
+        return "rows" if shuffle else "none"
+    if shuffle not in ("rows", "blocks", "none"):
+        raise ValueError(f"shuffle must be rows, blocks or none, not {shuffle!r}")
+    return shuffle
 
 
 class _BlockReader:
@@ -186,12 +232,13 @@ class _BlockReader:
 
     OPEN_FILES = 4
 
-    def __init__(self, columns: Sequence[str]):
+    def __init__(self, columns: Sequence[str], filters: Mapping[str, object] | None = None):
         self.columns = list(columns)
+        self.filters = filters
         self.files: OrderedDict[str, pq.ParquetFile] = OrderedDict()
 
     def read(self, units: Sequence[WorkUnit]) -> pa.Table:
-        parts = [read_unit(u, self.columns, self._file(u.uri)) for u in units]
+        parts = [read_unit(u, self.columns, self._file(u.uri), self.filters) for u in units]
         return (
             parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
         )

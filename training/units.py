@@ -9,7 +9,7 @@ rows are shuffled inside a block, which is also the unit of resumption.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,20 +37,48 @@ def open_file(uri: str) -> pq.ParquetFile:
 
 
 def read_unit(
-    unit: WorkUnit, columns: Sequence[str], file: pq.ParquetFile | None = None
+    unit: WorkUnit,
+    columns: Sequence[str],
+    file: pq.ParquetFile | None = None,
+    filters: Mapping[str, object] | None = None,
 ) -> pa.Table:
     """The `columns` of one unit's row group, view types read as plain string / binary.
 
     `file`: the unit's file already open (its footer parsed once for all its row groups).
+    `filters` (column -> value): when the row group's statistics show that no row can equal
+    them all, it is not read; its rows would all be filtered out, so it gives no rows.
 
     Files rewritten by delta-rs (a MERGE that updates labels in place) carry string_view /
     binary_view in their Arrow schema; files written by Spark tasks do not, and one block or
     evaluation pass may hold both.
     """
-    table = (file or open_file(unit.uri)).read_row_group(unit.row_group, columns=list(columns))
+    file = file or open_file(unit.uri)
+    if filters and not may_match(file.metadata.row_group(unit.row_group), filters):
+        schema = file.schema_arrow
+        table = pa.schema([schema.field(c) for c in columns]).empty_table()
+    else:
+        table = file.read_row_group(unit.row_group, columns=list(columns))
     fields = [pa.field(f.name, _plain_type(f.type), f.nullable) for f in table.schema]
     schema = pa.schema(fields)
     return table if schema.equals(table.schema) else table.cast(schema)
+
+
+def may_match(row_group: pq.RowGroupMetaData, filters: Mapping[str, object]) -> bool:
+    """False when the row group's min / max statistics rule out a row equal to every filter
+    value (column -> value); True when they do not, or say nothing."""
+    columns = {row_group.column(i).path_in_schema: i for i in range(row_group.num_columns)}
+    for name, value in filters.items():
+        if name not in columns:
+            continue
+        stats = row_group.column(columns[name]).statistics
+        if stats is None or not stats.has_min_max:
+            continue
+        try:
+            if value < stats.min or value > stats.max:
+                return False
+        except TypeError:  # a value of another type than the statistics: they say nothing
+            continue
+    return True
 
 
 def _plain_type(data_type: pa.DataType) -> pa.DataType:
