@@ -333,6 +333,7 @@ def train_dataset(
         rank=ctx.rank,
         world_size=ctx.world_size,
         seed=t.seed,
+        shuffle=t.shuffle,
         shuffle_buffer=t.shuffle_buffer,
         filters={contract.SPLIT: t.train_split},
         extras=extras,
