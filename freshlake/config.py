@@ -203,6 +203,9 @@ class TrainingConfig(Section):
     # A warm start's refit is shrunk toward its bias: the prior sd (log-odds) of how far the
     # bias moves between the warm start and the new rows (training/refit.py `shrink_shift`).
     refit_prior_sd: float = Field(default=0.1, gt=0)
+    # On `fresh_examples` with delayed feedback: the newest share of the matured rows (served
+    # time) is held out of training and the bias is refit on it (training/delayed_feedback.py).
+    recalibration_share: float = Field(default=0.2, ge=0, lt=1)
     # Training on `fresh_examples` before every window has closed (training/delayed_feedback.py):
     # none | matured_only | importance (ES-DFM-style importance weights).
     delayed_feedback: Literal["none", "matured_only", "importance"] = "matured_only"
