@@ -155,13 +155,15 @@ def judge(
     cal, ne = model["calibration"], model["normalized_entropy"]
     ci_low, ci_high = model["calibration_ci_low"], model["calibration_ci_high"]
     half_width = float(np.sqrt(ci_high / ci_low) - 1) if ci_low > 0 else float("inf")
+    consistent = ci_low <= high and ci_high >= low
     checks = [
         Check(
             "calibration",
             cal,
             high if cal > 1 else low,
-            ci_low <= high and ci_high >= low,
-            f"band [{low}, {high}], 95% interval [{ci_low:.3f}, {ci_high:.3f}] overlaps it",
+            consistent,
+            f"band [{low}, {high}], 95% interval [{ci_low:.3f}, {ci_high:.3f}] "
+            + ("overlaps it" if consistent else "lies outside it"),
         ),
         Check(
             "calibration_precision",
