@@ -4,6 +4,7 @@ clicks that have arrived, trained on with each `training.delayed_feedback` mode.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -24,7 +25,7 @@ from freshlake.training.synthetic import (
     write_synthetic_table,
 )
 from freshlake.training.trainer import train
-from freshlake.training.units import plan_units
+from freshlake.training.units import plan_units, read_unit
 
 LAYOUT = FeatureLayout.from_spec(SYNTHETIC_SPEC)
 
@@ -87,6 +88,31 @@ def test_the_loader_delivers_the_kept_rows_with_their_weights(stream):
         assert (weight * label).sum() / weight.sum() == pytest.approx(true_rate, rel=0.10)
 
 
+@pytest.mark.parametrize("mode", ["matured_only", "importance"])
+def test_the_newest_matured_rows_are_held_out_for_the_bias_refit(stream, mode):
+    """The newest quarter of the matured span is not trained on; the recalibration rows are
+    exactly those rows, unweighted by the correction, and the trained rows keep the true rate."""
+    root, true_rate, _ = stream
+    units = plan_units(open_snapshot(str(root / "fresh_examples"), None))
+    options = {"window_seconds": 3600, "watermark_delay_seconds": 120}
+    plain = fit_delayed_feedback(mode, units, LAYOUT, "train", **options)
+    held = fit_delayed_feedback(mode, units, LAYOUT, "train", recalibration_share=0.25, **options)
+    table = pa.concat_tables(
+        read_unit(u, list(dict.fromkeys([*LAYOUT.columns(), *TIME_COLUMNS]))) for u in units
+    )
+    trained = held.apply(table, LAYOUT)
+    recalibration = held.recalibration_rows().apply(table, LAYOUT)
+    stats = held.stats
+    assert stats["recalibration_rows"] == recalibration.num_rows > 0
+    assert stats["recalibration_clicks"] == int(pc.sum(recalibration.column("label")).as_py())
+    assert trained.num_rows + recalibration.num_rows == plain.apply(table, LAYOUT).num_rows
+    served = recalibration.column("served_at").to_numpy().astype("datetime64[us]").astype(int)
+    assert (served > held.holdout_after_us).all() and (served <= held.cutoff_us).all()
+    # Matured rows with their own weights (1 / sample_prob), not the correction's.
+    assert set(np.unique(recalibration.column("weight").to_numpy())) <= {1.0, 10.0}
+    assert rate(trained) == pytest.approx(true_rate, rel=0.10)
+
+
 def test_unknown_mode_and_missing_time_columns_are_clear_errors(stream):
     root, _, _ = stream
     units = plan_units(open_snapshot(str(root / "fresh_examples"), None))
@@ -147,6 +173,10 @@ def test_model_trained_on_the_fresh_rows_is_calibrated_with_a_correction(
         }
     )
     card = train(make_job(config, tmp_path / mode))
-    assert card["training"]["start"]["delayed_feedback"]["mode"] == mode
+    start = card["training"]["start"]
+    assert start["delayed_feedback"]["mode"] == mode
+    if mode != "none":  # the bias refit on the newest matured rows, which it did not train on
+        assert start["refit"]["on"] == "recalibration rows"
+        assert start["refit"]["rows"] == start["delayed_feedback"]["recalibration_rows"] > 0
     metrics = evaluate_saved_model(config, tmp_path / mode, table="examples")["metrics"]
     assert low < metrics["model"]["calibration"] < high, metrics["model"]

@@ -20,6 +20,13 @@ Modes (`training.delayed_feedback`):
   1 + r with r the unmatured over matured traffic (estimated as the ratio of their positives,
   the unmatured ones delay-corrected). Keeps the freshest clicks and stays calibrated.
 
+Recalibration rows (`training.recalibration_share`): the newest share of the matured span
+(served between `holdout_after` and the cutoff) is held out of training, and the output bias is
+refit on it afterwards. A bias refit on the rows a model was just trained on leaves it calibrated
+there but over-predicting new rows (the id embeddings have absorbed those rows' label noise); on
+the freshest matured rows it has not seen, the refit measures the model on the traffic it is
+about to serve.
+
 T is the latest `served_at` or `first_action_at` in the snapshot. The cutoff is also never
 after the newest negative's `served_at`: the joiner writes negatives in served order once its
 watermark passes their window, so that is how far it has decided (early in a stream, its
@@ -30,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -71,6 +78,20 @@ class DelayedFeedback:
     delays_s: tuple[float, ...] = ()  # sorted click delays of matured positives
     negative_factor: float = 1.0  # 1 + r for matured negatives
     stats: dict | None = None
+    # Matured rows served after it (up to the cutoff) are held out for the bias refit.
+    holdout_after_us: int | None = None
+    # This instance selects the held-out recalibration rows only (`recalibration_rows`).
+    recalibration: bool = False
+
+    def recalibration_rows(self) -> DelayedFeedback:
+        """The same fit, keeping only the held-out rows, unweighted by it (they are matured)."""
+        return replace(self, recalibration=True)
+
+    def held_out(self, served_us: np.ndarray) -> np.ndarray:
+        """Which rows are recalibration rows."""
+        if self.holdout_after_us is None:
+            return np.zeros(len(served_us), dtype=bool)
+        return (served_us > self.holdout_after_us) & (served_us <= self.cutoff_us)
 
     def observed_share(self, elapsed_s: np.ndarray) -> np.ndarray:
         """F(elapsed): the share of clicks that arrive within `elapsed_s` of serving."""
@@ -84,23 +105,27 @@ class DelayedFeedback:
         self, served_us: np.ndarray, action_us: np.ndarray, label: np.ndarray
     ) -> np.ndarray:
         """Per-row weight multipliers; 0 drops the row."""
+        if self.recalibration:
+            return self.held_out(served_us).astype(np.float64)
         if self.mode == "none":
             return np.ones(len(label))
         matured = served_us <= self.cutoff_us
         if self.mode == "matured_only":
-            return matured.astype(np.float64)
-        positive = label > 0
-        elapsed = (self.now_us - served_us) / 1e6
-        factors = np.where(positive, 1.0, self.negative_factor)
-        fresh_positive = positive & ~matured
-        factors[fresh_positive] = 1.0 / self.observed_share(elapsed[fresh_positive])
-        factors[~matured & ~positive] = 0.0  # only part of them are written yet
+            factors = matured.astype(np.float64)
+        else:
+            positive = label > 0
+            elapsed = (self.now_us - served_us) / 1e6
+            factors = np.where(positive, 1.0, self.negative_factor)
+            fresh_positive = positive & ~matured
+            factors[fresh_positive] = 1.0 / self.observed_share(elapsed[fresh_positive])
+            factors[~matured & ~positive] = 0.0  # only part of them are written yet
+        factors[self.held_out(served_us)] = 0.0
         return factors
 
     def apply(self, table: pa.Table, layout: FeatureLayout) -> pa.Table:
         """`table` with dropped rows removed and the weight column multiplied (needs the
         layout's label and weight columns and `served_at`, `first_action_at`)."""
-        if self.mode == "none":
+        if self.mode == "none" and not self.recalibration:
             return table
         label = pc.fill_null(table.column(layout.label), 0).to_numpy().astype(np.float64)
         factors = self.row_factors(
@@ -152,9 +177,11 @@ def fit_delayed_feedback(
     window_seconds: float,
     watermark_delay_seconds: float,
     columns: Sequence[str] | None = None,
+    recalibration_share: float = 0.0,
 ) -> DelayedFeedback:
     """The cutoff, click-delay distribution and negative factor of a snapshot's `split` rows
-    (`columns`: the table's, checked for the time columns when given)."""
+    (`columns`: the table's, checked for the time columns when given); the newest
+    `recalibration_share` of the matured span (in served time) is held out for the bias refit."""
     if mode not in MODES:
         raise ValueError(f"unknown delayed_feedback mode {mode!r}; one of {', '.join(MODES)}")
     if mode == "none":
@@ -192,8 +219,17 @@ def fit_delayed_feedback(
             "watermark delay before its newest event): nothing to train on yet",
             stats["cutoff"],
         )
+    holdout = None
+    if recalibration_share > 0 and matured.any():
+        span = cutoff - int(served[matured].min())
+        holdout = cutoff - int(recalibration_share * span)
+        held = matured & (served > holdout)
+        stats["recalibration_after"] = str(np.datetime64(holdout, "us"))
+        stats["recalibration_rows"] = int(held.sum())
+        stats["recalibration_clicks"] = int((held & positive).sum())
+    trained = matured if holdout is None else matured & (served <= holdout)
     if mode == "matured_only":
-        return DelayedFeedback(mode, now, cutoff, stats=stats)
+        return DelayedFeedback(mode, now, cutoff, stats=stats, holdout_after_us=holdout)
     matured_positive = matured & positive & (action > np.iinfo(np.int64).min)
     if not matured_positive.any():
         log.warning(
@@ -201,21 +237,25 @@ def fit_delayed_feedback(
             "was served before %s: training on the matured rows only",
             stats["cutoff"],
         )
-        return DelayedFeedback("matured_only", now, cutoff, stats=stats)
+        return DelayedFeedback("matured_only", now, cutoff, stats=stats, holdout_after_us=holdout)
     delays = np.sort((action[matured_positive] - served[matured_positive]) / 1e6)
     model = DelayedFeedback(mode, now, cutoff, tuple(delays.tolist()))
     fresh_positive = positive & ~matured
     elapsed = (now - served[fresh_positive]) / 1e6
     unmatured_clicks = float((weight[fresh_positive] / model.observed_share(elapsed)).sum())
-    matured_clicks = float(weight[matured & positive].sum())
-    ratio = unmatured_clicks / matured_clicks
+    # The matured negatives that are trained on stand in for the unmatured ones: the ratio is
+    # to the matured traffic that is trained on (the recalibration rows are not).
+    matured_clicks = float(weight[trained & positive].sum())
+    ratio = unmatured_clicks / matured_clicks if matured_clicks > 0 else 0.0
     stats.update(
         {
             "click_delay_p50_s": float(np.median(delays)),
             "unmatured_over_matured_traffic": ratio,
         }
     )
-    return DelayedFeedback(mode, now, cutoff, model.delays_s, 1.0 + ratio, stats)
+    return DelayedFeedback(
+        mode, now, cutoff, model.delays_s, 1.0 + ratio, stats, holdout_after_us=holdout
+    )
 
 
 class DelayedFeedbackExamples(DeltaExamples):

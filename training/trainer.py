@@ -274,6 +274,7 @@ def job_feedback(
         window_seconds=config.labels.attribution_window_seconds,
         watermark_delay_seconds=config.streaming.watermark_delay_seconds,
         columns=columns,
+        recalibration_share=t.recalibration_share if t.refit_output_bias else 0.0,
     )
 
 
@@ -286,13 +287,15 @@ def _refit(
     feedback: DelayedFeedback,
     warm_start: str | None = None,
 ) -> dict[str, float]:
-    """Rank 0 solves the output-bias shift that calibrates the model on all train rows (a warm
-    start's shrunk toward its own bias by how many clicks the rows hold)."""
+    """Rank 0 solves the output-bias shift that calibrates the model on all train rows, or on
+    the held-out recalibration rows when the feedback holds some out (a warm start's shift
+    shrunk toward its own bias by how many clicks the rows hold)."""
     t = config.training
+    held_out = feedback.holdout_after_us is not None
     rows = _examples(
         units,
         layout,
-        feedback,
+        feedback.recalibration_rows() if held_out else feedback,
         batch_size=8192,
         shuffle=False,
         filters={contract.SPLIT: t.train_split},
@@ -304,7 +307,8 @@ def _refit(
         device=ctx.device,
         prior_sd=t.refit_prior_sd if warm_start else None,
     )
-    log.info("output bias refit on the train rows: %s", refit)
+    refit["on"] = "recalibration rows" if held_out else "train rows"
+    log.info("output bias refit on the %s: %s", refit["on"], refit)
     return refit
 
 
