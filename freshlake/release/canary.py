@@ -1,7 +1,8 @@
 """The canary: the challenger scored beside the champion on the newest matured fresh examples.
 
 Each pass reads the rows of `release.canary_table` that the challenger never trained on (when
-it trained on that table: the files added after its pinned version), keeps those served at
+it trained on that table: those served after the newest event of its snapshot, as its card
+records it, else the files added after its pinned version), keeps those served at
 least `release.canary_maturity_seconds` (default: the attribution window) before the newest row
 (their labels are final) and after the previous pass's cutoff, scores them with both models
 (shadow scoring: neither serves them) and adds their weighted log loss to the running sums kept
@@ -95,7 +96,15 @@ def matured_rows(
     snapshot = table_snapshot(config, r.canary_table)
     data = challenger_card["data"]
     if data.get("uri") == snapshot.uri and data.get("version") is not None:
-        snapshot = added_since(snapshot, int(data["version"]), config.lake.storage_options)
+        trained_until = challenger_card["training"]["start"].get("delayed_feedback", {}).get("now")
+        if trained_until is None:
+            snapshot = added_since(snapshot, int(data["version"]), config.lake.storage_options)
+        else:
+            # Served after the newest event of the challenger's snapshot: rows it never saw,
+            # clicks included. (The files added after its version would hold the negatives of
+            # the impressions it had not decided yet, but not their clicks: the joiner wrote
+            # those at once, into the versions it trained on.)
+            after = _later(after, trained_until)
     rows = read_rows(snapshot, merged_layout(layouts))
     if rows.num_rows == 0:
         return rows, after, snapshot.version
@@ -111,6 +120,18 @@ def matured_rows(
     rows = rows.filter(pc.fill_null(keep, False))
     newest = pc.max(rows.column("served_at")).as_py() if rows.num_rows else None
     return rows, newest.isoformat() if newest else after, snapshot.version
+
+
+def _later(a: str | None, b: str | None) -> str | None:
+    """The later of two ISO times (either may be None; a time without a zone is UTC)."""
+
+    def parse(text: str) -> datetime:
+        moment = datetime.fromisoformat(text)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    if a is None or b is None:
+        return a or b
+    return a if parse(a) >= parse(b) else b
 
 
 def _scalar(moment: datetime, data_type: pa.DataType) -> pa.Scalar:
