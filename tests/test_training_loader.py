@@ -191,6 +191,23 @@ def test_an_unknown_shuffle_mode_is_rejected(examples):
         make_dataset(uri, shuffle="global")
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_kept_by_the_consumer_keep_their_rows(examples, workers):
+    """Block memory is reused once no batch views it: batches kept while later blocks are
+    decoded still hold their own rows."""
+    uri, train_ids = examples
+    stored = read_table_arrow(uri).select(["row_id", "f_user_id", "f_query"]).to_pylist()
+    users = {r["row_id"]: r["f_user_id"] for r in stored}
+    bags = {r["row_id"]: r["f_query"] for r in stored}
+    kept = list(make_dataset(uri, shuffle_buffer=700, batch_size=64).batches(workers))
+    assert sorted(ids_of(kept)) == train_ids
+    for batch in kept:
+        rows = batch.extras["row_id"].long().tolist()
+        assert batch.categorical[:, 0].tolist() == [users[r] for r in rows]
+        ids, starts = batch.text_ids[0].tolist(), [*batch.text_offsets[0].tolist(), None]
+        assert [ids[a:b] for a, b in itertools.pairwise(starts)] == [bags[r] for r in rows]
+
+
 def test_batches_hold_the_feature_spec_as_tensors(examples):
     uri, _ = examples
     snapshot = open_snapshot(uri)

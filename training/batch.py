@@ -13,7 +13,9 @@ is either row indices (one gather per column) or `RowRuns`, runs of consecutive 
 
 from __future__ import annotations
 
+import ctypes
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -228,12 +230,52 @@ class _Scratch(threading.local):
 _scratch = _Scratch()
 
 
+class _ArenaPool:
+    """Arena memory handed from block to block.
+
+    A block's memory returns here once nothing views it any more (a finalizer on the object
+    the block's arrays are carved from), and the next block reuses it. Fresh memory costs a
+    page fault and a page zeroing per 4 KiB on first touch, which cost as much as the decode
+    itself in worker threads, whose allocator arenas give freed blocks back to the system.
+    """
+
+    KEEP = 6  # free buffers kept at most
+    ROUND = 1 << 20  # sizes rounded up to whole MiB, so one buffer fits many blocks
+
+    def __init__(self) -> None:
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> ctypes.Array:
+        """`size` bytes of pooled memory, which go back to the pool when the returned object and
+        every array made from it (`np.frombuffer`) are gone."""
+        with self._lock:
+            fits = [i for i, b in enumerate(self._free) if len(b) >= size]
+            best = min(fits, key=lambda i: len(self._free[i])) if fits else None
+            buffer = self._free.pop(best) if best is not None else None
+        if buffer is None:
+            buffer = np.empty(-(-size // self.ROUND) * self.ROUND, dtype=np.uint8)
+        # A ctypes view: numpy arrays made from it keep it as their base (a numpy view would
+        # be skipped for the array owning the memory), so its finalizer runs after theirs.
+        root = (ctypes.c_char * size).from_buffer(buffer)
+        weakref.finalize(root, self._give_back, buffer)
+        return root
+
+    def _give_back(self, buffer: np.ndarray) -> None:
+        with self._lock:
+            if len(self._free) < self.KEEP:
+                self._free.append(buffer)
+
+
+_arena_pool = _ArenaPool()
+
+
 class _Arena:
     """One allocation holding every output array of a block, carved into aligned pieces.
 
     The block's tensors are views of it, so the memory lives while any batch of the block does.
-    One allocation per block instead of one per column keeps the allocator's work (and its
-    page faults on fresh mappings) to a single region.
+    One allocation per block instead of one per column keeps the allocator's work to a single
+    region, which is reused by later blocks (`_ArenaPool`).
     """
 
     ALIGN = 64
@@ -243,7 +285,7 @@ class _Arena:
         for count, dtype in sizes:
             self._offsets.append(total)
             total += -(-count * np.dtype(dtype).itemsize // self.ALIGN) * self.ALIGN
-        self._buffer = np.empty(max(total, 1), dtype=np.uint8)
+        self._buffer = _arena_pool.take(max(total, 1))
         self._sizes, self._next = list(sizes), 0
 
     def take(self) -> np.ndarray:
@@ -296,40 +338,48 @@ class _Bag:
         array = _array(column)
         n = len(array)
         offsets = np.frombuffer(array.buffers()[1], dtype=_offset_type(array.type))
-        offsets = offsets[array.offset : array.offset + n + 1]
-        starts = offsets[:-1]
-        lengths = np.diff(offsets).astype(np.int64, copy=False)
+        self.offsets = offsets = offsets[array.offset : array.offset + n + 1]
+        self.values = _source(array.values)  # the child as stored; offsets index into it
+        lengths = np.diff(offsets).astype(np.int64, copy=False) if array.null_count else None
         if array.null_count:  # a null list is an empty bag, whatever its offsets span
             valid = array.is_valid().to_numpy(zero_copy_only=False)
+            spans = bool(lengths[~valid].any())
             lengths = np.where(valid, lengths, 0)
-        self.values = _source(array.values)  # the child as stored; offsets index into it
-        # Runs of rows whose bags lie back to back in the child: (first id, ids), one copy each.
-        self.copies: list[tuple[int, int]] | None = None
-        back_to_back = n == 0 or bool((np.diff(starts) == lengths[:-1]).all())
-        if order is None and back_to_back:
-            self.copies = [(int(starts[0]) if n else 0, int(lengths.sum()))]
-        elif isinstance(order, RowRuns) and back_to_back:
-            pairs = order.runs
-            self.copies = [(int(offsets[a]), int(offsets[b] - offsets[a])) for a, b in pairs]
-            lengths = np.concatenate([lengths[a:b] for a, b in pairs] or [lengths[:0]])
-        elif order is not None:
+        else:
+            spans = False
+        # Runs of rows whose bags lie back to back in the child: their ids are copied as one
+        # slice and their offsets shifted, with no per-row lengths.
+        self.runs: tuple[tuple[int, int], ...] | None = None
+        if not spans and not isinstance(order, np.ndarray):
+            self.runs = ((0, n),) if order is None else order.runs
+            self.rows = n if order is None else len(order)
+            self.total = sum(int(offsets[b]) - int(offsets[a]) for a, b in self.runs)
+            return
+        if lengths is None:
+            lengths = np.diff(offsets).astype(np.int64, copy=False)
+        starts = offsets[:-1]
+        if order is not None:
             rows = order.indices() if isinstance(order, RowRuns) else order
             lengths = np.take(lengths, rows, mode="clip")
             starts = np.take(starts, rows, mode="clip")
-        self.starts = starts
-        self.lengths = lengths
+        self.starts, self.lengths = starts, lengths
         self.rows, self.total = len(lengths), int(lengths.sum())
 
     def fill(self, ids: np.ndarray, offsets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.runs is not None:
+            row = at = 0
+            for a, b in self.runs:
+                first, count = int(self.offsets[a]), int(self.offsets[b]) - int(self.offsets[a])
+                np.subtract(
+                    self.offsets[a:b], first - at, out=offsets[row : row + b - a], dtype=np.int64
+                )
+                np.copyto(ids[at : at + count], self.values[first : first + count], "unsafe")
+                row, at = row + b - a, at + count
+            return torch.from_numpy(ids), torch.from_numpy(offsets)
         if self.rows:
             offsets[0] = 0
             np.cumsum(self.lengths[:-1], out=offsets[1:])
-        if self.copies is not None:
-            at = 0
-            for first, count in self.copies:
-                np.copyto(ids[at : at + count], self.values[first : first + count], "unsafe")
-                at += count
-        elif self.total:
+        if self.total:
             # Position j of bag i reads child[start_i + j]: a step of 1 along a bag, a jump to
             # the next non-empty bag's start at its first id; the running sum is every index.
             step = _scratch.get("step", self.total, np.int64)
