@@ -181,8 +181,9 @@ class TrainingConfig(Section):
     batch_size: int = Field(default=256, ge=1)  # per process
     shuffle_buffer: int = Field(default=65_536, ge=1)  # rows shuffled together in memory
     # blocks: permute units and batch-size runs of stored rows (the builder stores rows in hash
-    # order); rows: a uniform permutation of every block's rows (README "Loader").
-    shuffle: Literal["rows", "blocks"] = "blocks"
+    # order); rows: a uniform permutation of every block's rows; auto: blocks on `examples`,
+    # rows on other tables (README "Loader").
+    shuffle: Literal["auto", "blocks", "rows"] = "auto"
     num_workers: int = Field(default=1, ge=0)  # DataLoader workers per process
     seed: int = 0
     nproc: int = Field(default=1, ge=1)  # processes per node

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from freshlake.lake import read_table_arrow
 from freshlake.training.batch import FeatureLayout
-from freshlake.training.dataset import DeltaExamples, batch_pieces
+from freshlake.training.dataset import DeltaExamples, batch_pieces, shuffle_mode
 from freshlake.training.snapshot import added_since, open_snapshot
 from freshlake.training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
 from freshlake.training.units import may_match, plan_units
@@ -185,21 +185,31 @@ def test_row_groups_whose_statistics_rule_out_the_filters_are_not_read(examples)
     assert matched[True] and matched[False]
 
 
+def test_auto_shuffle_is_blocks_only_on_the_builders_table():
+    """The builder writes `examples` in hash order; the joiner writes in arrival order."""
+    assert shuffle_mode("auto", "examples") == "blocks"
+    assert shuffle_mode("auto", "fresh_examples") == "rows"
+    assert shuffle_mode("rows", "examples") == "rows"
+    assert shuffle_mode("blocks", "fresh_examples") == "blocks"
+
+
 def test_an_unknown_shuffle_mode_is_rejected(examples):
     uri, _ = examples
     with pytest.raises(ValueError, match="shuffle"):
         make_dataset(uri, shuffle="global")
 
 
+@pytest.mark.parametrize("shuffle", ["rows", "blocks"])
 @pytest.mark.parametrize("workers", [0, 2])
-def test_batches_kept_by_the_consumer_keep_their_rows(examples, workers):
+def test_batches_kept_by_the_consumer_keep_their_rows(examples, workers, shuffle):
     """Block memory is reused once no batch views it: batches kept while later blocks are
     decoded still hold their own rows."""
     uri, train_ids = examples
     stored = read_table_arrow(uri).select(["row_id", "f_user_id", "f_query"]).to_pylist()
     users = {r["row_id"]: r["f_user_id"] for r in stored}
     bags = {r["row_id"]: r["f_query"] for r in stored}
-    kept = list(make_dataset(uri, shuffle_buffer=700, batch_size=64).batches(workers))
+    dataset = make_dataset(uri, shuffle=shuffle, shuffle_buffer=700, batch_size=64)
+    kept = list(dataset.batches(workers))
     assert sorted(ids_of(kept)) == train_ids
     for batch in kept:
         rows = batch.extras["row_id"].long().tolist()
@@ -278,7 +288,8 @@ def test_workers_hand_over_their_shards_batches_in_turn(examples):
     assert ids_of(threaded) == ids_of(expected)
 
 
-def test_batches_hold_the_stored_rows_nulls_as_documented(tmp_path):
+@pytest.mark.parametrize("shuffle", ["rows", "blocks"])
+def test_batches_hold_the_stored_rows_nulls_as_documented(tmp_path, shuffle):
     """Every row of every batch against its stored row: null id 0, value 0, bag [], weight 1."""
     import pyarrow as pa
 
@@ -293,7 +304,8 @@ def test_batches_hold_the_stored_rows_nulls_as_documented(tmp_path):
     write_synthetic_table(uri, table, rows_per_group=700)
     stored = {r["row_id"]: r for r in table.to_pylist()}
 
-    batches = list(make_dataset(uri, batch_size=333, shuffle_buffer=1500).batches(1))
+    dataset = make_dataset(uri, shuffle=shuffle, batch_size=333, shuffle_buffer=1500)
+    batches = list(dataset.batches(1))
     assert sum(len(b) for b in batches) == sum(r["split"] == "train" for r in stored.values())
     for batch in batches:
         offsets = [*batch.text_offsets[0].tolist(), len(batch.text_ids[0])]

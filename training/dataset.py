@@ -49,6 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from torch.utils.data import IterableDataset, get_worker_info
 
+from freshlake import contract
 from freshlake.training.background import background, round_robin
 from freshlake.training.batch import (
     Batch,
@@ -88,7 +89,7 @@ class DeltaExamples(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
-        shuffle: Shuffle | bool = "blocks",
+        shuffle: Shuffle | bool = "rows",
         shuffle_buffer: int = 65_536,
         filters: Mapping[str, object] | None = None,
         extras: Sequence[str] = (),
@@ -215,6 +216,15 @@ def batch_pieces(rows: int, size: int, rng: np.random.Generator) -> RowRuns:
     cuts = [0, *range(first, rows, size), rows]
     pieces = [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
     return RowRuns(tuple(pieces[i] for i in rng.permutation(len(pieces))))
+
+
+def shuffle_mode(configured: str, table: str) -> Shuffle:
+    """`training.shuffle` for `table`: "auto" is "blocks" on the builder's `examples`, whose
+    files hold rows in hash order, and "rows" on any other table (the online joiner writes
+    `fresh_examples` in arrival order, so runs of its stored rows are runs of serving time)."""
+    if configured == "auto":
+        return "blocks" if table == contract.EXAMPLES else "rows"
+    return _shuffle_mode(configured)
 
 
 def _shuffle_mode(shuffle: Shuffle | bool) -> Shuffle:

@@ -30,7 +30,7 @@ from freshlake.training.artifact import (
 from freshlake.training.audit import RowAudit
 from freshlake.training.batch import Batch, FeatureLayout, empty_batch
 from freshlake.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from freshlake.training.dataset import DeltaExamples
+from freshlake.training.dataset import DeltaExamples, shuffle_mode
 from freshlake.training.delayed_feedback import (
     TIME_COLUMNS,
     DelayedFeedback,
@@ -150,7 +150,7 @@ def _train(job: TrainJob, config: Config, ctx: DistContext) -> dict[str, Any] | 
     units = plan_units(snapshot)
     feedback = job_feedback(job, config, units, layout, snapshot.columns)
     extras = (job.audit_column,) if job.audit_column else ()
-    dataset = train_dataset(config, units, layout, ctx, extras, feedback)
+    dataset = train_dataset(config, units, layout, ctx, extras, feedback, job.table)
     n_shards = ctx.world_size * max(t.num_workers, 1)
 
     model, start = _build_model(config, layout, units, job.warm_start, feedback)
@@ -325,9 +325,10 @@ def train_dataset(
     ctx: DistContext,
     extras: tuple[str, ...] = (),
     feedback: DelayedFeedback | None = None,
+    table: str = contract.EXAMPLES,
 ) -> DeltaExamples:
-    """This rank's share of the train split, as the default loader reads it (kept and
-    re-weighted by `feedback` for rows whose labels may not have matured)."""
+    """This rank's share of the train split of `table`, as the default loader reads it (kept
+    and re-weighted by `feedback` for rows whose labels may not have matured)."""
     t = config.training
     return _examples(
         units,
@@ -337,7 +338,7 @@ def train_dataset(
         rank=ctx.rank,
         world_size=ctx.world_size,
         seed=t.seed,
-        shuffle=t.shuffle,
+        shuffle=shuffle_mode(t.shuffle, table),
         shuffle_buffer=t.shuffle_buffer,
         filters={contract.SPLIT: t.train_split},
         extras=extras,
