@@ -151,3 +151,39 @@ def test_a_warm_start_refit_moves_the_bias_by_what_its_clicks_support():
     assert 0 <= few_shift < 0.15
     assert solved == pytest.approx(np.log(1.3), abs=0.05) and many_shift > 0.95 * solved
     assert shrink_shift(0.5, float("inf"), 0.1) == (0.0, 0.0)  # no clicks: keep the bias
+
+
+def test_a_warm_start_refit_returns_a_drifted_model_to_what_the_clicks_support(lake):
+    """A model whose steps moved its mean 65% above its warm start's: on a few dozen rows it
+    is brought back to about the warm start's level, on the whole table calibrated to the
+    clicks (the warm start's own miscalibration there is what the shrinkage weighs)."""
+    root, _ = lake
+    units = plan_units(open_snapshot(str(root / "examples"), None))
+    torch.manual_seed(1)
+    warm = CTRModel(ModelShape.from_layout(LAYOUT, 4096, 8, [16], "relu", 1.0))
+    rate, _ = weighted_click_rate(units, LAYOUT, "train")
+    warm.init_output_bias(log_odds(rate) - 0.3)  # the warm start predicts ~75% of the clicks
+
+    def rows_(limit=None):
+        batches = DeltaExamples(
+            units, LAYOUT, batch_size=40, shuffle=False, filters={"split": "train"}
+        ).iter_shard(0, 1)
+        return [b for i, b in enumerate(batches) if limit is None or i < limit]
+
+    def predicted(model, batches):
+        return sum(float((model.predict(b) * b.weight).sum()) for b in batches)
+
+    for limit, expected in ((1, "warm start"), (None, "clicks")):
+        drifted = CTRModel(warm.shape)
+        drifted.load_state_dict(warm.state_dict())
+        drifted.shift_output_bias(0.5)
+        batches = rows_(limit)
+        clicks = sum(float((b.label * b.weight).sum()) for b in batches)
+        refit = refit_output_bias(drifted, batches, prior_sd=0.1, prior_model=warm)
+        level = predicted(drifted, batches)
+        if expected == "warm start":
+            assert refit["shrinkage_factor"] < 0.3, refit
+            assert level == pytest.approx(predicted(warm, batches), rel=0.1), refit
+        else:
+            assert refit["shrinkage_factor"] > 0.9, refit
+            assert level == pytest.approx(clicks, rel=0.05), refit

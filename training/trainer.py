@@ -306,6 +306,7 @@ def _refit(
         weighted=t.weighted_loss,
         device=ctx.device,
         prior_sd=t.refit_prior_sd if warm_start else None,
+        prior_model=load_model(warm_start).to(ctx.device) if warm_start else None,
     )
     refit["on"] = "recalibration rows" if held_out else "train rows"
     log.info("output bias refit on the %s: %s", refit["on"], refit)
