@@ -45,6 +45,7 @@ from freshlake.features.timestamps import iso_text, parse_event_time
 FieldKind = Literal["string", "token", "int", "double", "timestamp", "map"]
 COORDINATES = ("source_file", "topic", "partition", "offset")
 REASON, DETAIL = "_reason", "_detail"
+FAILED_CHECK = "_failed_check"
 MAX_DETAIL_VALUE = 120
 BYTE_ORDER_MARK = "\ufeff"
 
@@ -145,7 +146,7 @@ def _cast(field: RecordField, text: Column) -> Column:
     if field.kind == "timestamp":
         return parse_event_time(text)
     if field.kind == "map":
-        return _unique_keys(F.from_json(text, STRING_MAP))
+        return _unique_keys(F.col(f"_m_{field.name}"))
     if field.kind == "token":
         return F.lower(F.trim(text))
     return text
@@ -158,10 +159,27 @@ def _unique_keys(parsed: Column) -> Column:
 
 
 def _repeated_keys(parsed: Column) -> Column:
-    """The keys of a map that occur more than once, comma-separated."""
+    """The keys of a map that occur more than once, comma-separated; NULL when none does."""
     keys = F.map_keys(parsed)
     repeated = F.filter(keys, lambda k: F.size(F.filter(keys, lambda other: other == k)) > 1)
-    return F.array_join(F.array_distinct(repeated), ", ")
+    return F.when(
+        F.size(keys) != F.size(F.array_distinct(keys)),
+        F.array_join(F.array_distinct(repeated), ", "),
+    )
+
+
+def _extra_fields(parsed: Column, known: Sequence[str]) -> Column:
+    """The fields outside the contract, NULL when there are none (or when a key repeats).
+
+    The record's entries less those of the known names: generated code, unlike a map filter.
+    """
+    entries = F.map_entries(parsed)
+    ours = F.array(
+        *[F.struct(F.lit(n).alias("key"), parsed.getItem(n).alias("value")) for n in known]
+    )
+    others = F.array_except(entries, ours)
+    unique = F.size(F.map_keys(parsed)) == F.size(F.array_distinct(F.map_keys(parsed)))
+    return F.when(unique & (F.size(others) > 0), F.map_from_entries(others))
 
 
 def _parse_checks() -> list[Check]:
@@ -175,13 +193,13 @@ def _parse_checks() -> list[Check]:
         ),
         Check(
             "malformed_json",
-            F.col("_parsed").isNull(),
+            F.col("_unparsed"),
             empty.otherwise(F.lit("payload is not a parseable JSON object")),
         ),
         Check(
             "malformed_json",
-            F.size(F.map_keys("_parsed")) != F.size(F.array_distinct(F.map_keys("_parsed"))),
-            F.concat(F.lit("duplicate keys: "), _repeated_keys(F.col("_parsed"))),
+            F.col("_repeated").isNotNull(),
+            F.concat(F.lit("duplicate keys: "), F.col("_repeated")),
         ),
     ]
 
@@ -292,15 +310,24 @@ def _checks(contract: RecordContract, config: Config, clock: Column) -> list[Che
     )
 
 
-def _first_failure(checks: Sequence[Check]) -> tuple[Column, Column]:
-    reason = detail = None
-    for check in checks:
-        if reason is None:
-            reason = F.when(check.failed, F.lit(check.reason))
-            detail = F.when(check.failed, check.detail)
-        else:
-            reason = reason.when(check.failed, F.lit(check.reason))
-            detail = detail.when(check.failed, check.detail)
+def _failed_check(checks: Sequence[Check]) -> Column:
+    """The index of the first failing check, NULL when every check passes.
+
+    Each condition is evaluated once per record (in order, stopping at the first failure);
+    reason and detail are then looked up by this index, so a valid record never builds a detail.
+    """
+    index = F.when(checks[0].failed, F.lit(0))
+    for position, check in enumerate(checks[1:], start=1):
+        index = index.when(check.failed, F.lit(position))
+    return index
+
+
+def _reason_and_detail(checks: Sequence[Check], index: Column) -> tuple[Column, Column]:
+    """The reason code and detail of the check at `index` (both NULL when it is NULL)."""
+    reason = detail = F.when(index.isNull(), F.lit(None).cast("string"))
+    for position, check in enumerate(checks):
+        reason = reason.when(index == position, F.lit(check.reason))
+        detail = detail.when(index == position, check.detail)
     return reason, detail
 
 
@@ -341,24 +368,33 @@ def check_records(
             F.from_json(_json_text(F.col("value")), STRING_MAP),
         ),
     )
-    known = F.array(*[F.lit(n) for n in contract.names])
-    unknown = F.map_filter(F.col("_parsed"), lambda k, _: ~F.array_contains(known, k))
-    texts = parsed.select(
-        "*",
+    # Nested objects are parsed right after the record, so that every later step is generated
+    # code Spark runs as one stage (a parse cannot be: each would copy the row once more).
+    maps = [f.name for f in contract.fields if f.kind == "map"]
+    nested = parsed.select(
+        "*", *[F.from_json(F.col("_parsed").getItem(n), STRING_MAP).alias(f"_m_{n}") for n in maps]
+    )
+    texts = nested.select(
+        *[c for c in nested.columns if c != "_parsed"],
         *[F.col("_parsed").getItem(n).alias(f"_t_{n}") for n in contract.names],
-        unknown.alias("_unknown"),
-    ).withColumn("extra", F.when(F.size("_unknown") > 0, F.col("_unknown")))
+        _extra_fields(F.col("_parsed"), contract.names).alias("extra"),
+        _repeated_keys(F.col("_parsed")).alias("_repeated"),
+        F.col("_parsed").isNull().alias("_unparsed"),
+    )
     typed = texts.select(
         "*",
         *[_cast(field, _text(field.name)).alias(f"_v_{field.name}") for field in contract.fields],
     )
-    reason, detail = _first_failure(_checks(contract, config, clock))
-    checked = typed.select("*", reason.alias(REASON), detail.alias(DETAIL))
+    checks = _checks(contract, config, clock)
+    failed = typed.select("*", _failed_check(checks).alias(FAILED_CHECK))
+    reason, detail = _reason_and_detail(checks, F.col(FAILED_CHECK))
+    checked = failed.select("*", reason.alias(REASON), detail.alias(DETAIL))
     return checked.select(
         F.when(F.col(REASON).isNotNull(), F.make_valid_utf8("value")).alias("value"),
         *COORDINATES,
         *[f"_v_{name}" for name in contract.names],
         "extra",
+        FAILED_CHECK,
         REASON,
         DETAIL,
     )
@@ -373,7 +409,7 @@ def valid_rows(checked: DataFrame, contract: RecordContract, run_id: str) -> Dat
         "ingest_run_id": F.lit(run_id),
         "dt": F.to_date(_typed(contract.event_time)),
     }
-    return checked.where(F.col(REASON).isNull()).select(
+    return checked.where(F.col(FAILED_CHECK).isNull()).select(
         *[values[f.name].cast(f.dataType).alias(f.name) for f in contract.schema.fields]
     )
 
@@ -395,7 +431,7 @@ def quarantine_rows(
         "quarantined_at": clock,
         "dt": F.to_date(clock),
     }
-    return checked.where(F.col(REASON).isNotNull()).select(
+    return checked.where(F.col(FAILED_CHECK).isNotNull()).select(
         *[values[f.name].cast(f.dataType).alias(f.name) for f in QUARANTINE_SCHEMA.fields]
     )
 
