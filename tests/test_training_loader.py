@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import date
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -19,7 +20,7 @@ from freshlake.training.batch import FeatureLayout
 from freshlake.training.dataset import DeltaExamples, batch_pieces, shuffle_mode
 from freshlake.training.snapshot import added_since, open_snapshot
 from freshlake.training.synthetic import SYNTHETIC_SPEC, synthetic_examples, write_synthetic_table
-from freshlake.training.units import may_match, plan_units
+from freshlake.training.units import plan_units, statistics_match
 
 
 @pytest.fixture(scope="module")
@@ -170,19 +171,32 @@ def test_blocks_shuffle_delivers_runs_of_stored_rows_in_another_order_each_epoch
     assert orders[0] != orders[1]
 
 
-def test_row_groups_whose_statistics_rule_out_the_filters_are_not_read(examples):
+def test_row_group_statistics_decide_which_row_groups_need_the_filter(examples):
+    """The train split filter: eval row groups are not read, train row groups are read
+    without the split column; statistics that cannot tell leave it to the rows."""
     uri, _ = examples
-    snapshot = open_snapshot(uri)
-    matched = Counter()
-    for data_file in snapshot.files:
+    matches = Counter()
+    for data_file in open_snapshot(uri).files:
         metadata = pq.ParquetFile(data_file.uri).metadata
-        day = data_file.partition_values["dt"]
+        train = data_file.partition_values["dt"] < date(2026, 1, 4)  # the last of 4 days: eval
         for i in range(metadata.num_row_groups):
-            match = may_match(metadata.row_group(i), {"split": "train"})
-            matched[match] += 1
-            assert match == (day < date(2026, 1, 4))  # the last of 4 days is the eval split
-            assert may_match(metadata.row_group(i), {"split": 7, "absent": 1})
-    assert matched[True] and matched[False]
+            match = statistics_match(metadata.row_group(i), {"split": "train"})
+            assert match == ("all" if train else "none")
+            matches[match] += 1
+            for unknown in ({"split": 7}, {"absent": 1}, {"split": "train", "f_device": 1}):
+                assert statistics_match(metadata.row_group(i), unknown) != "none" or not train
+    assert matches["all"] and matches["none"]
+
+
+def test_rows_of_row_groups_holding_both_splits_are_filtered(tmp_path):
+    table = synthetic_examples(4000, seed=8)
+    split = np.where(np.arange(table.num_rows) % 3 == 0, "eval", "train")
+    table = table.set_column(table.schema.get_field_index("split"), "split", pa.array(split))
+    uri = str(tmp_path / "t")
+    write_synthetic_table(uri, table, rows_per_group=500)
+    train = sorted(table.filter(pc.equal(table.column("split"), "train"))["row_id"].to_pylist())
+    for shuffle in ("none", "rows", "blocks"):
+        assert sorted(ids_of(make_dataset(uri, shuffle=shuffle).batches(0))) == train
 
 
 def test_auto_shuffle_is_blocks_only_on_the_builders_table():

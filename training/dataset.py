@@ -40,12 +40,10 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from functools import reduce
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -63,8 +61,9 @@ from freshlake.training.units import (
     WorkUnit,
     blocks,
     epoch_order,
+    matching_rows,
     open_file,
-    read_unit,
+    read_filtered,
     shard_units,
 )
 
@@ -155,12 +154,13 @@ class DeltaExamples(IterableDataset):
         `read_ahead` blocks ahead in a thread."""
         grouped = self.shard_blocks(shard, n_shards)
         start = self.resume.get(shard, (0, 0))[0]
-        columns = list(dict.fromkeys([*self.layout.columns(), *self.extras, *self.filters]))
-        tables: Iterable[pa.Table] = map(_BlockReader(columns, self.filters).read, grouped[start:])
+        columns = list(dict.fromkeys([*self.layout.columns(), *self.extras]))
+        read = map(_BlockReader(columns, self.filters).read, grouped[start:])
         if read_ahead:
-            tables = background(tables, read_ahead, f"loader-read-{shard}")
-        for index, table in enumerate(tables, start):
-            block = to_batch(table, self.layout, self.extras, self._order(table, shard, index))
+            read = background(read, read_ahead, f"loader-read-{shard}")
+        for index, (table, kept) in enumerate(read, start):
+            order = self._shuffled(table.num_rows, kept, shard, index)
+            block = to_batch(table, self.layout, self.extras, order)
             yield index, block.pin_memory() if self.pin_memory else block
 
     def _slice(
@@ -189,8 +189,15 @@ class DeltaExamples(IterableDataset):
     def _order(self, table: pa.Table, shard: int, index: int) -> Order:
         """The block's rows in delivery order: those passing the filters, shuffled with
         `(seed, epoch, shard, block)`; None for all rows as stored."""
-        kept = self._kept(table)
-        rows = table.num_rows if kept is None else len(kept)
+        keep = matching_rows(table, self.filters) if self.filters else None
+        kept = None if keep is None or keep.all() else np.flatnonzero(keep)
+        return self._shuffled(table.num_rows, kept, shard, index)
+
+    def _shuffled(self, rows: int, kept: np.ndarray | None, shard: int, index: int) -> Order:
+        """The delivery order of a block of `rows` rows of which those at `kept` (None: all)
+        pass the filters."""
+        if kept is not None:
+            rows = len(kept)
         if self.shuffle == "none" or rows < 2:
             return kept
         rng = np.random.default_rng([self.seed, self.epoch, shard, index])
@@ -199,14 +206,6 @@ class DeltaExamples(IterableDataset):
             return permutation if kept is None else kept[permutation]
         pieces = batch_pieces(rows, self.batch_size, rng)
         return pieces if kept is None else kept[pieces.indices()]
-
-    def _kept(self, table: pa.Table) -> np.ndarray | None:
-        """Indices of the rows that pass the filters; None when all of them do."""
-        if not self.filters:
-            return None
-        tests = [pc.equal(table.column(c), value) for c, value in self.filters.items()]
-        keep = pc.fill_null(reduce(pc.and_, tests), False).to_numpy(zero_copy_only=False)
-        return None if keep.all() else np.flatnonzero(keep)
 
 
 def batch_pieces(rows: int, size: int, rng: np.random.Generator) -> RowRuns:
@@ -242,16 +241,24 @@ class _BlockReader:
 
     OPEN_FILES = 4
 
-    def __init__(self, columns: Sequence[str], filters: Mapping[str, object] | None = None):
+    def __init__(self, columns: Sequence[str], filters: Mapping[str, object]):
         self.columns = list(columns)
         self.filters = filters
         self.files: OrderedDict[str, pq.ParquetFile] = OrderedDict()
 
-    def read(self, units: Sequence[WorkUnit]) -> pa.Table:
-        parts = [read_unit(u, self.columns, self._file(u.uri), self.filters) for u in units]
-        return (
-            parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
+    def read(self, units: Sequence[WorkUnit]) -> tuple[pa.Table, np.ndarray | None]:
+        """The block's rows and the indices of those passing the filters (None: all)."""
+        parts = [read_filtered(u, self.columns, self._file(u.uri), self.filters) for u in units]
+        tables = [table for table, _ in parts]
+        table = (
+            tables[0]
+            if len(tables) == 1
+            else pa.concat_tables(tables, promote_options="permissive")
         )
+        if all(keep is None for _, keep in parts):
+            return table, None
+        masks = [np.ones(t.num_rows, bool) if keep is None else keep for t, keep in parts]
+        return table, np.flatnonzero(np.concatenate(masks))
 
     def _file(self, uri: str) -> pq.ParquetFile:
         file = self.files.pop(uri, None) or open_file(uri)

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import reduce
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -37,48 +40,80 @@ def open_file(uri: str) -> pq.ParquetFile:
 
 
 def read_unit(
-    unit: WorkUnit,
-    columns: Sequence[str],
-    file: pq.ParquetFile | None = None,
-    filters: Mapping[str, object] | None = None,
+    unit: WorkUnit, columns: Sequence[str], file: pq.ParquetFile | None = None
 ) -> pa.Table:
     """The `columns` of one unit's row group, view types read as plain string / binary.
 
     `file`: the unit's file already open (its footer parsed once for all its row groups).
-    `filters` (column -> value): when the row group's statistics show that no row can equal
-    them all, it is not read; its rows would all be filtered out, so it gives no rows.
 
     Files rewritten by delta-rs (a MERGE that updates labels in place) carry string_view /
     binary_view in their Arrow schema; files written by Spark tasks do not, and one block or
     evaluation pass may hold both.
     """
-    file = file or open_file(unit.uri)
-    if filters and not may_match(file.metadata.row_group(unit.row_group), filters):
+    table = (file or open_file(unit.uri)).read_row_group(unit.row_group, columns=list(columns))
+    return _plain(table)
+
+
+def read_filtered(
+    unit: WorkUnit,
+    columns: Sequence[str],
+    file: pq.ParquetFile,
+    filters: Mapping[str, object],
+) -> tuple[pa.Table, np.ndarray | None]:
+    """The `columns` of one unit's row group and which of its rows equal every filter value
+    (column -> value; a boolean mask, None when all do).
+
+    The row group's statistics decide first: a row group they rule out is not read (no rows),
+    and one whose filter columns hold nothing but the filter values is read without them.
+    """
+    match = statistics_match(file.metadata.row_group(unit.row_group), filters)
+    if match == "none":
         schema = file.schema_arrow
-        table = pa.schema([schema.field(c) for c in columns]).empty_table()
-    else:
-        table = file.read_row_group(unit.row_group, columns=list(columns))
-    fields = [pa.field(f.name, _plain_type(f.type), f.nullable) for f in table.schema]
-    schema = pa.schema(fields)
-    return table if schema.equals(table.schema) else table.cast(schema)
+        return _plain(pa.schema([schema.field(c) for c in columns]).empty_table()), None
+    if match == "all":
+        return read_unit(unit, columns, file), None
+    table = read_unit(unit, list(dict.fromkeys([*columns, *filters])), file)
+    keep = matching_rows(table, filters)
+    return table.select(list(columns)), None if keep.all() else keep
 
 
-def may_match(row_group: pq.RowGroupMetaData, filters: Mapping[str, object]) -> bool:
-    """False when the row group's min / max statistics rule out a row equal to every filter
-    value (column -> value); True when they do not, or say nothing."""
+def matching_rows(table: pa.Table, filters: Mapping[str, object]) -> np.ndarray:
+    """A boolean mask of the rows equal to every filter value (a null equals nothing)."""
+    tests = [pc.equal(table.column(c), value) for c, value in filters.items()]
+    keep = pc.fill_null(reduce(pc.and_, tests), False) if tests else None
+    if keep is None:
+        return np.ones(table.num_rows, dtype=bool)
+    return keep.to_numpy(zero_copy_only=False)
+
+
+def statistics_match(
+    row_group: pq.RowGroupMetaData, filters: Mapping[str, object]
+) -> Literal["none", "all", "some"]:
+    """What a row group's min / max statistics say of its rows against `filters` (column ->
+    value): "none" can equal every value, "all" do (each filter column holds only its value and
+    no null), or "some" (the statistics cannot tell, or say nothing)."""
     columns = {row_group.column(i).path_in_schema: i for i in range(row_group.num_columns)}
+    every = True
     for name, value in filters.items():
-        if name not in columns:
-            continue
-        stats = row_group.column(columns[name]).statistics
+        stats = row_group.column(columns[name]).statistics if name in columns else None
         if stats is None or not stats.has_min_max:
+            every = False
             continue
         try:
             if value < stats.min or value > stats.max:
-                return False
+                return "none"
+            only = stats.min == value == stats.max
         except TypeError:  # a value of another type than the statistics: they say nothing
+            every = False
             continue
-    return True
+        every = every and only and stats.has_null_count and stats.null_count == 0
+    return "all" if every else "some"
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    fields = [pa.field(f.name, _plain_type(f.type), f.nullable) for f in table.schema]
+    schema = pa.schema(fields)
+    return table if schema.equals(table.schema) else table.cast(schema)
 
 
 def _plain_type(data_type: pa.DataType) -> pa.DataType:
