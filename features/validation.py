@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import reduce
 from typing import Literal
 
 from pyspark.sql import Column, DataFrame
@@ -158,14 +159,27 @@ def _unique_keys(parsed: Column) -> Column:
     return F.when(F.size(keys) == F.size(F.array_distinct(keys)), parsed)
 
 
-def _repeated_keys(parsed: Column) -> Column:
-    """The keys of a map that occur more than once, comma-separated; NULL when none does."""
-    keys = F.map_keys(parsed)
+def _only_known_keys(parsed: Column, known: Sequence[str]) -> Column:
+    """True when every key is a contract field with a non-null value, each once: the common case.
+
+    Cheap (the lookups are the field extraction's own), and it vouches for a record having no
+    repeated key and no extra field; the costly checks below run only when it is false.
+    """
+    present = [F.when(parsed.getItem(n).isNotNull(), 1).otherwise(0) for n in known]
+    return F.size(parsed) == reduce(Column.__add__, present)
+
+
+def _repeated_keys(keys: Column) -> Column:
+    """The keys that occur more than once in an array of keys, comma-separated."""
     repeated = F.filter(keys, lambda k: F.size(F.filter(keys, lambda other: other == k)) > 1)
-    return F.when(
-        F.size(keys) != F.size(F.array_distinct(keys)),
-        F.array_join(F.array_distinct(repeated), ", "),
-    )
+    return F.array_join(F.array_distinct(repeated), ", ")
+
+
+def _keys_if_repeated(parsed: Column) -> Column:
+    """The map's keys when one of them repeats, else NULL (no lambda: a lambda anywhere in a
+    step slows the whole step, so the repeated names are listed only in the detail)."""
+    keys = F.map_keys(parsed)
+    return F.when(F.size(keys) != F.size(F.array_distinct(keys)), keys)
 
 
 def _extra_fields(parsed: Column, known: Sequence[str]) -> Column:
@@ -199,7 +213,7 @@ def _parse_checks() -> list[Check]:
         Check(
             "malformed_json",
             F.col("_repeated").isNotNull(),
-            F.concat(F.lit("duplicate keys: "), F.col("_repeated")),
+            F.concat(F.lit("duplicate keys: "), _repeated_keys(F.col("_repeated"))),
         ),
     ]
 
@@ -355,11 +369,17 @@ def _json_text(value: Column) -> Column:
 def check_records(
     raw: DataFrame, contract: RecordContract, config: Config, clock: Column
 ) -> DataFrame:
-    """Each record with its typed fields `_v_<field>`, `extra`, `_reason` and `_detail`.
+    """Each record with its typed fields `_v_<field>`, `extra`, `_failed_check`, `_reason` and
+    `_detail`.
 
-    `_reason` is NULL for a valid record; `value` (the raw payload) is kept only for rejected
-    ones, so a batch job can persist this narrow frame and write both outputs from it.
-    Split it with `valid_rows` and `quarantine_rows`.
+    `_failed_check` (the index of the first failing check) and `_reason` are NULL for a valid
+    record; `value` (the raw payload) is kept only for rejected ones, so a batch job can persist
+    this narrow frame and write both outputs from it. Split it with `valid_rows` and
+    `quarantine_rows` (they filter on `_failed_check`: a filter on `_reason` would be rewritten
+    by Spark's optimizer into one copy of every check per reason).
+
+    Cost: the common record (only contract fields, no repeated key) is vouched for by a cheap
+    key count; extra fields and repeated keys are looked for only in the others.
     """
     parsed = _with_coordinates(raw).withColumn(
         "_parsed",
@@ -374,11 +394,12 @@ def check_records(
     nested = parsed.select(
         "*", *[F.from_json(F.col("_parsed").getItem(n), STRING_MAP).alias(f"_m_{n}") for n in maps]
     )
+    simple = _only_known_keys(F.col("_parsed"), contract.names)
     texts = nested.select(
         *[c for c in nested.columns if c != "_parsed"],
         *[F.col("_parsed").getItem(n).alias(f"_t_{n}") for n in contract.names],
-        _extra_fields(F.col("_parsed"), contract.names).alias("extra"),
-        _repeated_keys(F.col("_parsed")).alias("_repeated"),
+        F.when(~simple, _extra_fields(F.col("_parsed"), contract.names)).alias("extra"),
+        F.when(~simple, _keys_if_repeated(F.col("_parsed"))).alias("_repeated"),
         F.col("_parsed").isNull().alias("_unparsed"),
     )
     typed = texts.select(
