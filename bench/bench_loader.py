@@ -3,15 +3,19 @@
     .venv/bin/python bench/bench_loader.py [--rows 1000000] [--batch-size 4096] [--repeat 5]
 
 Every loader reads the same snapshot columns (the layout's 10: features, label, weight) and
-delivers torch batches, rows shuffled; the raw read only decodes the same row groups into Arrow.
+delivers torch batches, shuffled; the raw read only decodes the same row groups into Arrow.
 Measured, each `--repeat` times in turns (best wall time and its CPU time are printed):
 
 - raw pyarrow: `read_row_group` of every work unit (pyarrow's own threads);
-- the default loader with 0 workers (decode in the consuming thread) and 2 workers (threads);
+- the default loader in both shuffle modes (`training.shuffle`: blocks, the default, and rows),
+  with 0 workers (decode in the consuming thread, reads a block ahead in a thread) and 2 workers
+  (threads);
 - torch's DataLoader over the same dataset with 2 worker processes, for reference;
 - a no-op training step fed as the trainer feeds it (`train_dataset` / `epoch_batches`: train
   split only, `training.num_workers`, `batch.to(device)`): the batches/s and rows/s it receives;
 - Petastorm in its own environment, when `.venv-petastorm` exists (`make test-petastorm`).
+
+CPU time counts every thread of the process; on a shared machine it is the steadier figure.
 """
 
 from __future__ import annotations
@@ -54,17 +58,20 @@ def raw_pyarrow(uri: str, layout: FeatureLayout) -> int:
     )
 
 
-def dataset(uri: str, layout: FeatureLayout, batch_size: int):
+def dataset(uri: str, layout: FeatureLayout, batch_size: int, shuffle: str = "blocks"):
     from freshlake.training.dataset import DeltaExamples
     from freshlake.training.units import plan_units
 
+    units = plan_units(open_snapshot(uri))
     return DeltaExamples(
-        plan_units(open_snapshot(uri)), layout, batch_size=batch_size, shuffle_buffer=65_536
+        units, layout, batch_size=batch_size, shuffle=shuffle, shuffle_buffer=65_536
     )
 
 
-def default_loader(uri: str, layout: FeatureLayout, batch_size: int, workers: int) -> int:
-    return sum(len(b) for b in dataset(uri, layout, batch_size).batches(workers))
+def default_loader(
+    uri: str, layout: FeatureLayout, batch_size: int, workers: int, shuffle: str
+) -> int:
+    return sum(len(b) for b in dataset(uri, layout, batch_size, shuffle).batches(workers))
 
 
 def dataloader_processes(uri: str, layout: FeatureLayout, batch_size: int, workers: int) -> int:
@@ -74,7 +81,9 @@ def dataloader_processes(uri: str, layout: FeatureLayout, batch_size: int, worke
     return sum(len(b) for b in loader)
 
 
-def noop_training(uri: str, layout: FeatureLayout, batch_size: int, steps: list[int]) -> int:
+def noop_training(
+    uri: str, layout: FeatureLayout, batch_size: int, shuffle: str, steps: list[int]
+) -> int:
     """Rows a training loop that does nothing with its batches receives, fed by the trainer's
     own loader set-up; appends the number of steps to `steps`."""
     from freshlake.config import Config
@@ -85,6 +94,7 @@ def noop_training(uri: str, layout: FeatureLayout, batch_size: int, steps: list[
 
     config = Config()
     config.training.batch_size = batch_size
+    config.training.shuffle = shuffle
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=_device(), backend=None)
     snapshot = open_snapshot(uri)
     data = train_dataset(config, plan_units(snapshot), layout, ctx)
@@ -144,7 +154,7 @@ def main() -> int:
 
     from freshlake.training.synthetic import synthetic_examples, write_synthetic_table
 
-    steps: list[int] = []
+    steps: dict[str, list[int]] = {"blocks": [], "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"{tmp}/examples"
         table = synthetic_examples(args.rows, seed=1, negative_rate=1.0)
@@ -158,36 +168,48 @@ def main() -> int:
         )
         size = args.batch_size
         cases: dict[str, Callable[[], int]] = {
-            "raw pyarrow (ceiling)": lambda: raw_pyarrow(uri, layout),
-            "loader, 0 workers": lambda: default_loader(uri, layout, size, 0),
-            "loader, 2 workers": lambda: default_loader(uri, layout, size, 2),
-            "DataLoader, 2 processes": lambda: dataloader_processes(uri, layout, size, 2),
-            "no-op training step": lambda: noop_training(uri, layout, size, steps),
+            "raw pyarrow (ceiling)": lambda: raw_pyarrow(uri, layout)
         }
+        for mode in ("blocks", "rows"):
+            for workers in (0, 2):
+                cases[f"loader {mode}, {workers} workers"] = lambda m=mode, w=workers: (
+                    default_loader(uri, layout, size, w, m)
+                )
+        cases["DataLoader, 2 processes"] = lambda: dataloader_processes(uri, layout, size, 2)
+        for mode in ("blocks", "rows"):
+            cases[f"no-op training step, {mode}"] = lambda m=mode: noop_training(
+                uri, layout, size, m, steps[m]
+            )
         runs: dict[str, list] = {name: [] for name in cases}
         for _ in range(args.repeat):
             for name, case in cases.items():
                 runs[name].append(timed(case))
         results: dict[str, dict | str] = {name: best_of(r) for name, r in runs.items()}
         results["petastorm (own env)"] = run_petastorm_env(uri, args.batch_size)
-    ceiling = results["raw pyarrow (ceiling)"]["rows_per_s"]
+    raw = results["raw pyarrow (ceiling)"]
     for name, result in results.items():
         if isinstance(result, str):
-            print(f"{name:26s} {result}")
+            print(f"{name:30s} {result}")
             continue
         rate = result.get("rows_per_s") or round(result["rows"] / result["seconds"])
         print(
-            f"{name:26s} {rate:>11,} rows/s  ({result['rows']} rows in {result['seconds']} s, "
-            f"CPU {result['cpu_seconds']} s)  {rate / ceiling:.2f}x raw"
+            f"{name:30s} {rate:>11,} rows/s  ({result['rows']} rows in {result['seconds']} s, "
+            f"CPU {result['cpu_seconds']} s)  {rate / raw['rows_per_s']:.2f}x raw wall, "
+            f"{_cpu_per_row(raw) / _cpu_per_row(result):.2f}x raw CPU"
         )
-    zero, two = results["loader, 0 workers"], results["loader, 2 workers"]
-    step = results["no-op training step"]
-    print(f"2 workers / 0 workers: {two['rows_per_s'] / zero['rows_per_s']:.2f}x")
-    print(
-        f"no-op training step receives {steps[-1] / step['seconds']:,.0f} batches/s "
-        f"({step['rows_per_s']:,} rows/s of the train split, {steps[-1]} steps)"
-    )
+    for mode in ("blocks", "rows"):
+        zero, two = results[f"loader {mode}, 0 workers"], results[f"loader {mode}, 2 workers"]
+        step = results[f"no-op training step, {mode}"]
+        print(
+            f"{mode}: 2 workers / 0 workers: {two['rows_per_s'] / zero['rows_per_s']:.2f}x; "
+            f"no-op training step receives {steps[mode][-1] / step['seconds']:,.0f} batches/s "
+            f"({step['rows_per_s']:,} rows/s of the train split, {steps[mode][-1]} steps)"
+        )
     return 0
+
+
+def _cpu_per_row(result: dict) -> float:
+    return result["cpu_seconds"] / result["rows"]
 
 
 if __name__ == "__main__":
