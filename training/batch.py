@@ -140,7 +140,7 @@ class Batch:
         """Views of the rows between consecutive `cuts` (ascending row numbers), one batch each.
 
         One tensor_split per tensor, so cutting a block into batches costs little per batch;
-        only the text offsets are rebased per batch."""
+        the text offsets are rebased to their batch's first id in one subtraction."""
         first, last, n = cuts[0], cuts[-1], len(self)
         inner = [cut - first for cut in cuts[1:-1]]
 
@@ -156,10 +156,9 @@ class Batch:
             id_pieces = ids[bounds[0] : bounds[-1]].tensor_split(
                 [b - bounds[0] for b in bounds[1:-1]]
             )
-            offset_pieces = [
-                offsets[a:b] - base for a, b, base in zip(cuts, cuts[1:], bounds, strict=False)
-            ]
-            bags.append((id_pieces, offset_pieces))
+            bases = np.repeat(bounds[:-1], np.diff(cuts))
+            rebased = torch.from_numpy(at[first:last] - bases)
+            bags.append((id_pieces, rebased.tensor_split(inner)))
         return [
             Batch(
                 dense[0][i],
