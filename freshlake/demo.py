@@ -5,7 +5,7 @@ demo doubles as a walkthrough: generate logs -> ingest -> item stats -> build th
 train with torchrun DDP -> qualify, sign, register and promote it (the champion) -> start the
 local broker and stream live impressions and actions (`freshlake produce` in its own process, as
 a serving system's logger) through the online joiner -> continue training the model on the first
-half of the fresh examples -> qualify it against the champion, sign and register it (the
+third of the fresh examples -> qualify it against the champion, sign and register it (the
 challenger) -> the canary scores it beside the champion on the fresh examples that arrived after
 it, and promotes or rolls it back -> monitors -> report, then every table with its row count and
 Delta version and the joiner's freshness. The release steps use a registry of their own in the
@@ -39,12 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-release", action="store_true", help="skip qualify, sign, register, promote, canary"
     )
     parser.add_argument(
-        "--stream-seconds", type=float, default=90.0, help="how long the joiner runs (90)"
+        "--stream-seconds", type=float, default=150.0, help="how long the joiner runs (150)"
     )
     parser.add_argument(
         "--stream-impressions", type=int, default=20_000, help="impressions replayed live (20000)"
     )
-    parser.add_argument("--stream-rate", type=float, default=500.0, help="events/s (500)")
+    # Slow enough that the traffic lasts well beyond the attribution window: the joiner's
+    # watermark stops with the last event, so only what was served a window before it matures,
+    # and the canary needs matured rows served after the fresh model's snapshot.
+    parser.add_argument("--stream-rate", type=float, default=150.0, help="events/s (150)")
     parser.add_argument(
         "--compression", type=float, default=120.0, help="divides action delays when streaming"
     )
@@ -128,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_train:
         timings["stream live events through the online joiner"] = _stream(args, work, common)
         models = ["--model", str(model)]
-        # The fresh model learns from the joiner's commits up to the one holding half of its
+        # The fresh model learns from the joiner's commits up to the one holding a third of its
         # negatives; the canary judges it on what matured after.
         pinned = _fresh_training_version(config)
         for title, argv in (
@@ -252,12 +255,13 @@ def _release_challenger(
 
 
 def _fresh_training_version(config) -> int:
-    """The first `fresh_examples` version holding half of the negatives the joiner wrote.
+    """The first `fresh_examples` version holding a third of the negatives the joiner wrote.
 
     The joiner writes a click at once and a negative only once its attribution window has
-    closed, so the first half of its commits may hold clicks only: nothing a fresh model could
-    learn from without bias (`training.delayed_feedback`). Rows are only appended, so the
-    negatives grow with the version and a binary search finds it.
+    closed, so its first commits may hold clicks only: nothing a fresh model could learn from
+    without bias (`training.delayed_feedback`); the traffic after the version, once matured, is
+    the canary's. Rows are only appended, so the negatives grow with the version and a binary
+    search finds it.
     """
     from pyspark.sql import functions as F
 
@@ -274,7 +278,7 @@ def _fresh_training_version(config) -> int:
     def negatives(version: int) -> int:
         return lake.read(contract.FRESH_EXAMPLES, version).where(F.col(click) == 0).count()
 
-    target = (negatives(latest) + 1) // 2
+    target = (negatives(latest) + 2) // 3
     if target == 0:
         return max(latest // 2, 1)
     low, high = 0, latest
