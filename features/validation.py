@@ -345,8 +345,9 @@ def _reason_and_detail(checks: Sequence[Check], index: Column) -> tuple[Column, 
     return reason, detail
 
 
-def _with_coordinates(raw: DataFrame) -> DataFrame:
-    """`raw` with every optional coordinate column present (NULL where the source has none)."""
+def _with_coordinates(raw: DataFrame, keep: Sequence[str] = ()) -> DataFrame:
+    """`raw` with every optional coordinate column present (NULL where the source has none),
+    and the columns named in `keep` as they are."""
     types = {"source_file": "string", "topic": "string", "partition": "int", "offset": "long"}
     columns = [F.col("value").cast("string").alias("value")]
     for name in COORDINATES:
@@ -354,6 +355,7 @@ def _with_coordinates(raw: DataFrame) -> DataFrame:
         columns.append((F.col(name) if present else F.lit(None)).try_cast(types[name]).alias(name))
     error = F.col("parse_error") if "parse_error" in raw.columns else F.lit(None)
     columns.append(error.cast("string").alias("_parse_error"))
+    columns += [F.col(name) for name in keep]
     return raw.select(*columns).withColumn(
         "_utf8", F.coalesce(F.is_valid_utf8("value"), F.lit(True))
     )
@@ -367,7 +369,11 @@ def _json_text(value: Column) -> Column:
 
 
 def check_records(
-    raw: DataFrame, contract: RecordContract, config: Config, clock: Column
+    raw: DataFrame,
+    contract: RecordContract,
+    config: Config,
+    clock: Column,
+    keep: Sequence[str] = (),
 ) -> DataFrame:
     """Each record with its typed fields `_v_<field>`, `extra`, `_failed_check`, `_reason` and
     `_detail`.
@@ -378,10 +384,14 @@ def check_records(
     `quarantine_rows` (they filter on `_failed_check`: a filter on `_reason` would be rewritten
     by Spark's optimizer into one copy of every check per reason).
 
+    `clock` may be a column of `raw` (each record judged against its own source's clock), and
+    the columns named in `keep` pass through: a job checking many sources checks their union
+    once, so Spark generates and compiles the checks once, not once per source.
+
     Cost: the common record (only contract fields, no repeated key) is vouched for by a cheap
     key count; extra fields and repeated keys are looked for only in the others.
     """
-    parsed = _with_coordinates(raw).withColumn(
+    parsed = _with_coordinates(raw, keep).withColumn(
         "_parsed",
         F.when(
             F.col("_parse_error").isNull() & F.col("_utf8"),
@@ -418,6 +428,7 @@ def check_records(
         FAILED_CHECK,
         REASON,
         DETAIL,
+        *keep,
     )
 
 

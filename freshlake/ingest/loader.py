@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import reduce
+from functools import partial, reduce
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
@@ -36,6 +36,8 @@ from freshlake.lake import Lake
 QUARANTINE_TABLE = contract.QUARANTINE
 # Which source of a run a checked record came from (its index in the run's list).
 SOURCE_INDEX = "_source_index"
+# The clock a checked record's event times are judged against: its source's.
+SOURCE_CLOCK = "_source_clock"
 
 
 class ReconciliationError(RuntimeError):
@@ -213,14 +215,22 @@ def _ingest_group(
 def _checked_records(
     config: Config, group: Sequence[tuple[Source, SourceOutcome]], indexes: Sequence[int]
 ) -> DataFrame:
-    """The records of the group's sources at `indexes` (one kind), checked, tagged by source."""
+    """The records of the group's sources at `indexes` (one kind), checked, tagged by source.
+
+    The sources' records are checked as one union, each against its own source's clock: one
+    plan whose checks Spark generates and compiles once, whatever the number of sources.
+    """
     frames = [
-        check_records(source.read(), source.contract, config, run_clock(source.clock)).withColumn(
-            SOURCE_INDEX, F.lit(index)
+        source.read().select(
+            "*", F.lit(index).alias(SOURCE_INDEX), run_clock(source.clock).alias(SOURCE_CLOCK)
         )
         for index, (source, _) in ((i, group[i]) for i in indexes)
     ]
-    return reduce(DataFrame.unionByName, frames)
+    contract = group[indexes[0]][0].contract
+    records = reduce(partial(DataFrame.unionByName, allowMissingColumns=True), frames)
+    clock = F.col(SOURCE_CLOCK)
+    checked = check_records(records, contract, config, clock, keep=[SOURCE_INDEX, SOURCE_CLOCK])
+    return checked.drop(SOURCE_CLOCK)
 
 
 def _count(checked: DataFrame, outcomes: Sequence[SourceOutcome]) -> None:
