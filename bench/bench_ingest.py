@@ -11,16 +11,19 @@ for the JVM's first jobs:
 2. freshlake: `ingest_files` into a fresh lake (parse, validate, quarantine, one Delta commit
    per table, job record).
 Prints records, wall seconds, records/s and Spark CPU seconds (JVM + Python workers, steadier
-than wall time on a shared machine) for each, and the ratios freshlake / baseline.
+than wall time on a shared machine) for each, the ratios freshlake / baseline, and the ingest's
+JVM CPU by thread (tasks, JIT compilers, GC, the driver's planning and code generation).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,6 +79,28 @@ def freshlake_ingest(spark, out: Path, fmt: str, lake_root: Path):
     return ingest_files(config, spark, {kind: [str(out / kind)] for kind in KINDS}, fmt)
 
 
+def jvm_cpu_by_thread(jvm_pid: int) -> Counter[str]:
+    """CPU seconds of the JVM's live threads by kind: tasks, JIT compilers, GC, driver/other."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    kinds: Counter[str] = Counter()
+    for task in Path(f"/proc/{jvm_pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if name.startswith("Executor task"):
+            kind = "tasks"
+        elif "Compiler" in name:
+            kind = "JIT compilers"
+        elif name.startswith(("GC", "G1")):
+            kind = "GC"
+        else:  # the py4j threads that plan queries and generate code, schedulers, ...
+            kind = "driver and other"
+        kinds[kind] += (int(fields[11]) + int(fields[12])) / ticks
+    return kinds
+
+
 def timed(fn, jvm_pid: int):
     """(result, wall seconds, Spark CPU seconds) of `fn()`."""
     started, cpu = time.perf_counter(), tree_cpu_seconds(jvm_pid)
@@ -101,9 +126,12 @@ def main() -> int:
     base_rows, base_s, base_cpu = timed(
         lambda: baseline(spark, out, args.format, args.scratch / "baseline"), jvm
     )
+    threads_before = jvm_cpu_by_thread(jvm)
     summary, seconds, cpu = timed(
         lambda: freshlake_ingest(spark, out, args.format, args.scratch / "lake"), jvm
     )
+    threads = jvm_cpu_by_thread(jvm)
+    threads.subtract(threads_before)
     rows = sum(summary.records(k) for k in KINDS)
 
     expected = sum(manifest[k]["records"] for k in KINDS)
@@ -119,6 +147,10 @@ def main() -> int:
         ("freshlake ingest (validate + delta) ", rows, seconds, cpu),
     ):
         print(f"{label}: {n:>12,} rows {wall:8.1f} s {n / wall:>10,.0f} rows/s {spent:8.1f} s cpu")
+    print(
+        "freshlake ingest JVM CPU by thread: "
+        + ", ".join(f"{kind} {spent:.1f} s" for kind, spent in threads.most_common())
+    )
     print(
         f"ratio freshlake / baseline: throughput {(rows / seconds) / (base_rows / base_s):.2f}, "
         f"CPU per row {(cpu / rows) / (base_cpu / base_rows):.2f}"
