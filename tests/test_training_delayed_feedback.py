@@ -10,9 +10,10 @@ import pytest
 
 from freshlake.config import load_config
 from freshlake.training.batch import FeatureLayout
+from freshlake.training.dataset import DeltaExamples
 from freshlake.training.delayed_feedback import (
     TIME_COLUMNS,
-    DelayedFeedbackExamples,
+    FeedbackRows,
     fit_delayed_feedback,
 )
 from freshlake.training.launch import make_job
@@ -77,8 +78,12 @@ def test_the_loader_delivers_the_kept_rows_with_their_weights(stream):
         feedback = fit_delayed_feedback(
             mode, units, LAYOUT, "train", window_seconds=3600, watermark_delay_seconds=120
         )
-        rows = DelayedFeedbackExamples(
-            units, LAYOUT, feedback=feedback, batch_size=1000, filters={"split": "train"}
+        rows = DeltaExamples(
+            units,
+            LAYOUT,
+            transform=FeedbackRows(feedback, LAYOUT),
+            batch_size=1000,
+            filters={"split": "train"},
         )
         batches = list(rows.batches(num_workers=2))
         label = np.concatenate([b.label.numpy() for b in batches])

@@ -40,7 +40,7 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -61,7 +61,6 @@ from freshlake.training.units import (
     WorkUnit,
     blocks,
     epoch_order,
-    matching_rows,
     open_file,
     read_filtered,
     shard_units,
@@ -74,6 +73,15 @@ ShardPositions = Mapping[int, tuple[int, int]]
 DECODED_AHEAD = 2
 
 Shuffle = Literal["rows", "blocks", "none"]
+
+
+class BlockTransform(Protocol):
+    """Rewrites a block's rows after they are read and filtered, before they are decoded: drops
+    rows, re-weights them (row by row: a row's fate may not depend on other rows)."""
+
+    columns: tuple[str, ...]  # the columns it needs beyond the loader's
+
+    def __call__(self, table: pa.Table) -> pa.Table: ...
 
 
 class DeltaExamples(IterableDataset):
@@ -94,6 +102,7 @@ class DeltaExamples(IterableDataset):
         extras: Sequence[str] = (),
         read_ahead: int = 1,
         pin_memory: bool = False,
+        transform: BlockTransform | None = None,
     ):
         super().__init__()
         if not 0 <= rank < world_size:
@@ -108,6 +117,7 @@ class DeltaExamples(IterableDataset):
         self.extras = tuple(extras)
         self.read_ahead = read_ahead  # blocks read ahead in a thread; 0: read when decoded
         self.pin_memory = pin_memory  # decode into page-locked memory (CUDA training)
+        self.transform = transform
         self.epoch = 0
         self.resume: dict[int, tuple[int, int]] = {}
 
@@ -155,13 +165,26 @@ class DeltaExamples(IterableDataset):
         grouped = self.shard_blocks(shard, n_shards)
         start = self.resume.get(shard, (0, 0))[0]
         columns = list(dict.fromkeys([*self.layout.columns(), *self.extras]))
-        read = map(_BlockReader(columns, self.filters).read, grouped[start:])
+        if self.transform is None:
+            read = map(_BlockReader(columns, self.filters).read, grouped[start:])
+        else:
+            reader = _BlockReader([*columns, *self.transform.columns], self.filters)
+            read = (self._transformed(reader.read(units), columns) for units in grouped[start:])
         if read_ahead:
             read = background(read, read_ahead, f"loader-read-{shard}")
         for index, (table, kept) in enumerate(read, start):
             order = self._shuffled(table.num_rows, kept, shard, index)
             block = to_batch(table, self.layout, self.extras, order)
             yield index, block.pin_memory() if self.pin_memory else block
+
+    def _transformed(
+        self, read: tuple[pa.Table, np.ndarray | None], columns: Sequence[str]
+    ) -> tuple[pa.Table, None]:
+        """A block as read, its rows passing the filters taken, through the transform."""
+        table, kept = read
+        if kept is not None:
+            table = table.take(kept)
+        return self.transform(table).select(list(columns)), None
 
     def _slice(
         self, shard: int, n_shards: int, decoded: Iterable[tuple[int, Batch]]
@@ -185,13 +208,6 @@ class DeltaExamples(IterableDataset):
                     carried, carried_rows = [], 0
         if carried_rows:
             yield _positioned(concat_batches(carried), (self.epoch, shard, n_blocks, 0))
-
-    def _order(self, table: pa.Table, shard: int, index: int) -> Order:
-        """The block's rows in delivery order: those passing the filters, shuffled with
-        `(seed, epoch, shard, block)`; None for all rows as stored."""
-        keep = matching_rows(table, self.filters) if self.filters else None
-        kept = None if keep is None or keep.all() else np.flatnonzero(keep)
-        return self._shuffled(table.num_rows, kept, shard, index)
 
     def _shuffled(self, rows: int, kept: np.ndarray | None, shard: int, index: int) -> Order:
         """The delivery order of a block of `rows` rows of which those at `kept` (None: all)

@@ -36,7 +36,7 @@ watermark lags T by more than the window and delay).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -45,9 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from freshlake import contract
-from freshlake.training.background import background
-from freshlake.training.batch import Batch, FeatureLayout, to_batch
-from freshlake.training.dataset import DeltaExamples
+from freshlake.training.batch import FeatureLayout
 from freshlake.training.units import WorkUnit, read_unit
 
 log = logging.getLogger(__name__)
@@ -258,29 +256,15 @@ def fit_delayed_feedback(
     )
 
 
-class DelayedFeedbackExamples(DeltaExamples):
-    """`DeltaExamples` whose blocks are kept and re-weighted by a fitted `DelayedFeedback`
-    before they are decoded (the block is read with the time columns, which the batches do
-    not carry)."""
+@dataclass(frozen=True)
+class FeedbackRows:
+    """The loader's block transform (`DeltaExamples(transform=...)`): a block's rows as a
+    fitted `DelayedFeedback` keeps and weights them; it reads the time columns, which the
+    batches do not carry."""
 
-    def __init__(self, *args, feedback: DelayedFeedback, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.feedback = feedback
+    feedback: DelayedFeedback
+    layout: FeatureLayout
+    columns: tuple[str, ...] = TIME_COLUMNS
 
-    def read_block(self, units: Sequence[WorkUnit]) -> pa.Table:
-        """One block's rows as the feedback keeps and weights them, the loader's columns."""
-        wanted = list(dict.fromkeys([*self.layout.columns(), *self.extras, *self.filters]))
-        columns = list(dict.fromkeys([*wanted, *TIME_COLUMNS]))
-        parts = [read_unit(u, columns) for u in units]
-        table = pa.concat_tables(parts, promote_options="permissive")
-        return self.feedback.apply(table, self.layout).select(wanted)
-
-    def _decoded(self, shard: int, n_shards: int, read_ahead: int) -> Iterator[tuple[int, Batch]]:
-        grouped = self.shard_blocks(shard, n_shards)
-        start = self.resume.get(shard, (0, 0))[0]
-        tables: Iterable[pa.Table] = map(self.read_block, grouped[start:])
-        if read_ahead:
-            tables = background(tables, read_ahead, f"loader-read-{shard}")
-        for index, table in enumerate(tables, start):
-            block = to_batch(table, self.layout, self.extras, self._order(table, shard, index))
-            yield index, block.pin_memory() if self.pin_memory else block
+    def __call__(self, table: pa.Table) -> pa.Table:
+        return self.feedback.apply(table, self.layout)

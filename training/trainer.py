@@ -34,7 +34,7 @@ from freshlake.training.dataset import DeltaExamples, shuffle_mode
 from freshlake.training.delayed_feedback import (
     TIME_COLUMNS,
     DelayedFeedback,
-    DelayedFeedbackExamples,
+    FeedbackRows,
     fit_delayed_feedback,
 )
 from freshlake.training.distributed import (
@@ -316,7 +316,7 @@ def _refit(
 def _examples(units, layout, feedback: DelayedFeedback, **options) -> DeltaExamples:
     if feedback.mode == "none":
         return DeltaExamples(units, layout, **options)
-    return DelayedFeedbackExamples(units, layout, feedback=feedback, **options)
+    return DeltaExamples(units, layout, transform=FeedbackRows(feedback, layout), **options)
 
 
 def train_dataset(
