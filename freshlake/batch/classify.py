@@ -20,14 +20,17 @@ from datetime import date, datetime
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from freshlake import contract
 from freshlake.batch.inputs import in_window
 from freshlake.batch.window import TimeWindow
 from freshlake.config import Config, LabelConfig
 from freshlake.features.labeling import (
     first_attributed_times,
     is_mature,
+    label_column,
     label_columns,
     label_output_columns,
+    labeled_actions,
 )
 from freshlake.features.quality import duplicate_rank, impression_problem, row_hash
 from freshlake.features.sampling import is_sampled, sampling_columns
@@ -48,7 +51,8 @@ SCREENED_IN = ("duplicate", "immature", *ELIGIBLE)
 # The fields that decide a row's outcome.
 OUTCOME_FIELDS = ("impression_id", "user_id", "item_id", "served_at", "position", "pred_ctr")
 # What every row keeps through deduplication: what orders its copies and decides and counts its
-# outcome (with the label columns); the rest of a row travels only if an outcome can keep it.
+# outcome (with each action's label); the rest of a row, `sample_prob` and `first_action_at`
+# included, travels only if an outcome can keep it.
 _DECIDING = (
     "impression_id",
     "user_id",
@@ -56,7 +60,6 @@ _DECIDING = (
     "served_at",
     "reason",
     "outcome",
-    "sample_prob",
     "stratum",
 )
 
@@ -105,7 +108,8 @@ def classify(
 
     Only rows an outcome keeps (`written`, `quarantined`) carry their whole row through the
     shuffle that deduplicates: the others keep what decides and counts their outcome (ids,
-    served_at, reason, labels, sampling columns), their other columns are null. A row that can
+    served_at, reason, each action's label, stratum), their other columns (`sample_prob` and
+    `first_action_at` too) are null. A row that can
     still be written is known before deduplication (it passed screening, is mature and sampled:
     deduplication can only turn it into a duplicate), so the shuffle and its sort move about
     half the bytes. `screened_columns` (name -> column) are computed on the screened rows
@@ -129,23 +133,18 @@ def classify(
     # nothing keeps, which copy wins changes no count, so only keepable rows hash their row.
     keep = F.col("_keepable")
     order = {"_copy_fields": fields, "_copy_row": F.when(keep, whole)}
-    kept_always = [
-        c for c in df.columns if c in _DECIDING or c in label_output_columns(config.labels)
-    ]
-    payload = [c for c in df.columns if c not in kept_always]
+    # `label` is the positive action's label: it is set again after the shuffle.
+    derived = {contract.LABEL: F.col(label_column(config.labels.positive_action))}
+    labels = [label_column(a) for a in labeled_actions(config.labels)]
+    kept_always = [c for c in df.columns if c in _DECIDING or c in labels]
+    payload = [c for c in df.columns if c not in kept_always and c not in derived]
     packed = (
-        df.withColumns({**extra, "_passed": passed, "_keepable": keepable})
+        df.withColumns({**extra, "_keepable": keepable})
         .withColumns(order)
-        .select(
-            *kept_always,
-            *extra,
-            "_passed",
-            *order,
-            F.when(keep, F.struct(*payload)).alias("_payload"),
-        )
+        .select(*kept_always, *extra, *order, F.when(keep, F.struct(*payload)).alias("_payload"))
     )
     rank = duplicate_rank(
-        packed, priority=[~F.col("_passed")], tie_breakers=[F.col(c) for c in order]
+        packed, priority=[F.col("outcome").isNotNull()], tie_breakers=[F.col(c) for c in order]
     )
     packed = packed.withColumn("_rank", rank)
     outcome = F.coalesce(
@@ -156,7 +155,7 @@ def classify(
         F.when(F.col("_payload").isNull(), F.lit("not_sampled")),
         F.lit("written"),
     )
-    unpacked = {c: F.col(f"_payload.{c}") for c in payload}
+    unpacked = {**{c: F.col(f"_payload.{c}") for c in payload}, **derived}
     return packed.withColumn("outcome", outcome).select(
         *[unpacked.get(c, F.col(c)).alias(c) for c in columns]
     )
