@@ -85,10 +85,19 @@ def calibration_interval(label, pred, weight=None, z: float = Z_95) -> tuple[flo
         return float("nan"), float("nan")
     ratio = predicted / clicks
     n = len(label)
-    residual = w * pred - ratio * w * label
-    variance = float((residual**2).sum()) / clicks**2 * n / max(n - 1, 1)
-    spread = z * np.sqrt(variance) / ratio
+    variance = log_calibration_variance(label, pred, w) * n / max(n - 1, 1)
+    spread = z * np.sqrt(variance)
     return ratio * float(np.exp(-spread)), ratio * float(np.exp(spread))
+
+
+def log_calibration_variance(label: np.ndarray, pred: np.ndarray, weight: np.ndarray) -> float:
+    """The sampling variance of log calibration over these rows (delta method on the ratio
+    R = sum(w p) / sum(w y)): sum((w p - R w y)^2) / sum(w y)^2 / R^2; infinite without clicks."""
+    clicks = float((weight * label).sum())
+    if clicks <= 0:
+        return float("inf")
+    ratio = float((weight * pred).sum()) / clicks
+    return float(((weight * pred - ratio * weight * label) ** 2).sum()) / clicks**2 / ratio**2
 
 
 def evaluate_predictions(label, pred, weight=None) -> dict[str, float]:

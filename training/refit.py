@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from freshlake.training.batch import Batch
+from freshlake.training.metrics import log_calibration_variance
 from freshlake.training.model import CTRModel
 
 
@@ -54,15 +55,10 @@ def shift_variance(
     logits: np.ndarray, label: np.ndarray, weight: np.ndarray, shift: float
 ) -> float:
     """The sampling variance of a solved shift: at the solution, shift ~ log(clicks / predicted)
-    to first order, so its variance is that of log calibration over these rows (delta method,
-    as `metrics.calibration_interval`)."""
-    p = 1 / (1 + np.exp(-(np.asarray(logits, np.float64) + shift)))
+    to first order, so its variance is that of log calibration over these rows."""
+    p = _sigmoid(np.asarray(logits, np.float64) + shift)
     w, y = np.asarray(weight, np.float64), np.asarray(label, np.float64)
-    clicks = float((w * y).sum())
-    if clicks <= 0:
-        return float("inf")
-    ratio = float((w * p).sum()) / clicks
-    return float(((w * p - ratio * w * y) ** 2).sum()) / clicks**2 / ratio**2
+    return log_calibration_variance(y, p, w)
 
 
 def shrink_shift(shift: float, variance: float, prior_sd: float) -> tuple[float, float]:
