@@ -153,10 +153,15 @@ def _cast(field: RecordField, text: Column) -> Column:
     return text
 
 
+def _keys_are_unique(parsed: Column) -> Column:
+    """True when no key of the map repeats (from_json keeps every copy of a repeated name)."""
+    keys = F.map_keys(parsed)
+    return F.size(keys) == F.size(F.array_distinct(keys))
+
+
 def _unique_keys(parsed: Column) -> Column:
     """The map when its keys are unique, else NULL (JSON with a repeated name is ambiguous)."""
-    keys = F.map_keys(parsed)
-    return F.when(F.size(keys) == F.size(F.array_distinct(keys)), parsed)
+    return F.when(_keys_are_unique(parsed), parsed)
 
 
 def _only_known_keys(parsed: Column, known: Sequence[str]) -> Column:
@@ -178,8 +183,7 @@ def _repeated_keys(keys: Column) -> Column:
 def _keys_if_repeated(parsed: Column) -> Column:
     """The map's keys when one of them repeats, else NULL (no lambda: a lambda anywhere in a
     step slows the whole step, so the repeated names are listed only in the detail)."""
-    keys = F.map_keys(parsed)
-    return F.when(F.size(keys) != F.size(F.array_distinct(keys)), keys)
+    return F.when(~_keys_are_unique(parsed), F.map_keys(parsed))
 
 
 def _extra_fields(parsed: Column, known: Sequence[str]) -> Column:
@@ -192,8 +196,7 @@ def _extra_fields(parsed: Column, known: Sequence[str]) -> Column:
         *[F.struct(F.lit(n).alias("key"), parsed.getItem(n).alias("value")) for n in known]
     )
     others = F.array_except(entries, ours)
-    unique = F.size(F.map_keys(parsed)) == F.size(F.array_distinct(F.map_keys(parsed)))
-    return F.when(unique & (F.size(others) > 0), F.map_from_entries(others))
+    return F.when(_keys_are_unique(parsed) & (F.size(others) > 0), F.map_from_entries(others))
 
 
 def _parse_checks() -> list[Check]:
