@@ -14,9 +14,15 @@ from pyspark.sql import SparkSession
 from freshlake.config import Config
 from freshlake.features.validation import CONTRACTS
 from freshlake.ingest.loader import QUARANTINE_TABLE, IngestSummary, Source, ingest_sources
-from freshlake.ingest.sources import InputFile, list_input_files, read_raw_records
+from freshlake.ingest.sources import (
+    NANOS_AS_LONG,
+    InputFile,
+    list_input_files,
+    read_raw_records,
+)
 from freshlake.lake import open_lake
 from freshlake.runs import JobRun
+from freshlake.spark_compat import session_conf
 
 JOB = "ingest"
 
@@ -68,7 +74,10 @@ def ingest_files(
     lake = open_lake(config, spark)
     with JobRun(JOB, config, lake) as run:
         summary = IngestSummary(run.run_id)
-        with run.timed("ingest"):
+        # Parquet nanosecond timestamps are read as numbers and converted (read_raw_records).
+        parquet = any(f.format == "parquet" for found in files.values() for f in found)
+        settings = {NANOS_AS_LONG: "true"} if parquet else {}
+        with run.timed("ingest"), session_conf(spark, settings):
             summary.outcomes = ingest_sources(
                 lake, config, sources, run_id=run.run_id, now=run.started_at
             )

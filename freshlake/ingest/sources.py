@@ -18,6 +18,9 @@ from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import urlparse
 
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -33,6 +36,9 @@ EXTENSIONS: dict[str, Format] = {
     ".parquet": "parquet",
 }
 CORRUPT_COLUMN = "_corrupt_record"
+# Spark cannot read INT64 TIMESTAMP(NANOS) columns (pandas writes them by default) unless this
+# is set, and then reads them as numbers of nanoseconds: ingest turns them into timestamps.
+NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
 # Parquet/CSV timestamps keep microseconds when turned into JSON text.
 JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX", "ignoreNullFields": "true"}
 
@@ -151,11 +157,37 @@ def read_raw_records(spark: SparkSession, file: InputFile) -> DataFrame:
         frame = _csv_records(spark, file.path)
     else:
         rows = spark.read.parquet(file.path)
+        nanos = set(nanosecond_timestamp_columns(file.path))
+        fields = [_nanos_as_timestamp(c) if c in nanos else _column(c) for c in rows.columns]
         frame = rows.select(
-            F.to_json(F.struct(*[_column(c) for c in rows.columns]), JSON_OPTIONS).alias("value"),
+            F.to_json(F.struct(*fields), JSON_OPTIONS).alias("value"),
             F.lit(None).cast("string").alias("parse_error"),
         )
     return frame.select("value", F.lit(file.path).alias("source_file"), "parse_error")
+
+
+def nanosecond_timestamp_columns(path: str) -> list[str]:
+    """Top-level columns a Parquet file stores as nanosecond timestamps, from its footer.
+
+    Empty when the footer cannot be read from this process (a file system pyarrow does not
+    know): such columns then reach validation as numbers, which it quarantines with the value.
+    """
+    parsed = urlparse(path)
+    try:
+        if parsed.scheme in ("", "file"):
+            schema = pq.read_schema(parsed.path)
+        else:
+            filesystem, inner = pafs.FileSystem.from_uri(path)
+            schema = pq.read_schema(inner, filesystem=filesystem)
+    except (pa.ArrowException, OSError, ValueError):
+        return []
+    return [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+
+
+def _nanos_as_timestamp(name: str) -> Column:
+    """A nanosecond column read as a number (`NANOS_AS_LONG`) as a microsecond timestamp;
+    the digits below a microsecond are dropped, as the contract keeps microseconds."""
+    return F.expr(f"timestamp_micros({_quoted(name)} div 1000)").alias(name)
 
 
 def _column(name: str) -> Column:
