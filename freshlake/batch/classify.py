@@ -13,7 +13,7 @@ deduplication ranks them, so the rows an outcome keeps carry every column they n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -85,10 +85,12 @@ def screen(impressions: DataFrame, window: TimeWindow, blackout: Sequence[date])
     quarantined, outside_window, blackout; null for rows that pass."""
     served = F.col("served_at")
     outcome = (  # from the `reason` column: its checks are evaluated once per row
-        F.when(F.col("reason").isNotNull(), F.lit("quarantined"))
-        .when(~in_window(served, window), F.lit("outside_window"))
-        .when(F.to_date(served).isin(list(blackout)), F.lit("blackout"))
+        F.when(F.col("reason").isNotNull(), F.lit("quarantined")).when(
+            ~in_window(served, window), F.lit("outside_window")
+        )
     )
+    if blackout:  # without blackout dates, no row pays for its date
+        outcome = outcome.when(F.to_date(served).isin(list(blackout)), F.lit("blackout"))
     screened = impressions.withColumn("reason", impression_problem(impressions.columns))
     return screened.withColumn("outcome", outcome)
 
@@ -97,7 +99,7 @@ def classify(
     impressions: DataFrame,
     action_times: DataFrame,
     plan: BuildPlan,
-    screened_columns: Mapping[str, Column] | None = None,
+    observe_screened: Callable[[DataFrame], DataFrame] | None = None,
 ) -> DataFrame:
     """Every impression row with its columns, `reason`, `outcome` and the `carried_columns`.
 
@@ -112,18 +114,23 @@ def classify(
     `first_action_at` too) are null. A row that can
     still be written is known before deduplication (it passed screening, is mature and sampled:
     deduplication can only turn it into a duplicate), so the shuffle and its sort move about
-    half the bytes. `screened_columns` (name -> column) are computed on the screened rows
-    before that, where `outcome` is the screening outcome (null: passed), and kept on every
-    row; the report's per-row inputs that read other columns go there.
+    half the bytes. `observe_screened` wraps the screened rows before that, where `outcome`
+    is the screening outcome (null: passed) and every column is still there: the report's
+    aggregates over what deduplication does not change (the medians of the rows that passed)
+    are observed there, so their inputs never travel through the shuffle.
     """
     config = plan.config
     screened = screen(impressions, plan.window, plan.blackout)
+    if observe_screened is not None:
+        screened = observe_screened(screened)
+    # A hash join inside the dedup shuffle: a sort-merge join (Spark's choice once the action
+    # times outgrow the broadcast threshold) sorted every whole row by impression_id, and the
+    # window sorted them again.
     joined = first_attributed_times(
-        screened.join(action_times, "impression_id", "left"), config.labels
+        screened.join(action_times.hint("shuffle_hash"), "impression_id", "left"), config.labels
     )
     df = sampling_columns(label_columns(joined, config.labels), config.sampling, plan.item_counts)
-    extra = dict(screened_columns or {})
-    columns = [*df.columns, *extra]
+    columns = df.columns
     mature = is_mature(F.col("served_at"), plan.actions_until, config.labels)
     passed = F.col("outcome").isNull()
     keepable = (F.col("outcome") == "quarantined") | (passed & mature & is_sampled(config.sampling))
@@ -139,9 +146,9 @@ def classify(
     kept_always = [c for c in df.columns if c in _DECIDING or c in labels]
     payload = [c for c in df.columns if c not in kept_always and c not in derived]
     packed = (
-        df.withColumns({**extra, "_keepable": keepable})
+        df.withColumn("_keepable", keepable)
         .withColumns(order)
-        .select(*kept_always, *extra, *order, F.when(keep, F.struct(*payload)).alias("_payload"))
+        .select(*kept_always, *order, F.when(keep, F.struct(*payload)).alias("_payload"))
     )
     rank = duplicate_rank(
         packed, priority=[F.col("outcome").isNotNull()], tie_breakers=[F.col(c) for c in order]

@@ -155,8 +155,8 @@ class BuildCounts:
     """The counts of one build, observed while its single pass runs (`DataFrame.observe`).
 
     Before the pass, wrap the inputs with `input`, `actions` and `action_times`, have
-    `classify` compute `screened_columns()`, add `metric_columns()` to the classified rows, then wrap them with `outcomes` and the rows the
-    pass keeps with `kept`; after it, `report()` and `medians()` read the observed values. Plan
+    `classify` observe its screened rows with `screened`, add `metric_columns()` to the
+    classified rows, then wrap them with `outcomes` and the rows the pass keeps with `kept`; after it, `report()` and `medians()` read the observed values. Plan
     and run the pass inside `observed_plans_kept`, so no observation is optimized away. The
     input count is observed where the rows are read, apart from the outcome counts, so
     `reconcile()` still checks that classification accounted for every row.
@@ -165,7 +165,8 @@ class BuildCounts:
     def __init__(self, labels: LabelConfig, imputed: Sequence[FeatureSpec] = ()) -> None:
         self.labels, self.imputed = labels, list(imputed)
         self._input, self._actions = Observation(), Observation()
-        self._unique_actions, self._outcomes, self._kept = (
+        self._unique_actions, self._screened, self._outcomes, self._kept = (
+            Observation(),
             Observation(),
             Observation(),
             Observation(),
@@ -186,17 +187,24 @@ class BuildCounts:
         unique = F.sum(F.when(F.col("impression_id").isNotNull(), sum(sizes[1:], sizes[0])))
         return times.observe(self._unique_actions, unique.alias("rows"))
 
-    def screened_columns(self) -> dict[str, Column]:
-        """What the medians read of a screened row, before deduplication (where `outcome` is the
-        screening outcome, null when the row passed): each `imputed` feature's value
-        (`_value_<name>`) if the row passed screening (the outcomes of `SCREENED_IN`)."""
+    def screened(self, screened: DataFrame) -> DataFrame:
+        """The screened rows before deduplication (`outcome` is the screening outcome, null
+        when the row passed), observing `screened_rows_metrics`: the medians. Each value is
+        a column of the plan's generated code (`_value_<name>`), not an input the aggregate
+        evaluates row by row, and is dropped after."""
+        if not self.imputed:
+            return screened
         passed = F.col("outcome").isNull()
-        return {f"_value_{f.name}": F.when(passed, numeric_value(f)) for f in self.imputed}
+        values = {_value_column(f): F.when(passed, numeric_value(f)) for f in self.imputed}
+        observed = screened.withColumns(values).observe(
+            self._screened, *screened_rows_metrics(self.imputed)
+        )
+        return observed.drop(*values)
 
     def metric_columns(self) -> dict[str, Column]:
         """What the metrics read of a classified row, computed by the plan: its outcome, reason
         and stratum as numbers (`_outcome`, `_reason`, `_stratum`, so the metrics compare
-        integers); the rows also need `screened_columns`."""
+        integers)."""
         return {
             "_outcome": _position(OUTCOMES, "outcome"),
             "_reason": _position(tuple(REASONS), "reason"),
@@ -205,8 +213,7 @@ class BuildCounts:
 
     def outcomes(self, classified: DataFrame) -> DataFrame:
         """Every classified row (with `metric_columns`), counted (`all_rows_metrics`)."""
-        metrics = all_rows_metrics(self.labels, self.imputed)
-        return classified.observe(self._outcomes, *metrics)
+        return classified.observe(self._outcomes, *all_rows_metrics(self.labels))
 
     def kept(self, kept: DataFrame) -> DataFrame:
         """The written and quarantined rows (with `metric_columns`), counted
@@ -216,7 +223,9 @@ class BuildCounts:
     def medians(self) -> dict[str, float | None]:
         """Per `imputed` feature, the exact median of its values over the rows that passed
         screening (None when none has a value); blocks until the pass has run."""
-        return {f.name: self._outcomes.get[f"median_{f.name}"] for f in self.imputed}
+        if not self.imputed:
+            return {}
+        return {f.name: self._screened.get[f"median_{f.name}"] for f in self.imputed}
 
     def report(self, run_id: str, window: str) -> BuildReport:
         """The report of the pass that ran (blocks until it has)."""
@@ -275,10 +284,20 @@ def _is(outcomes: tuple[str, ...]) -> Column:
     return F.col("_outcome").isin([OUTCOMES.index(o) + 1 for o in outcomes])
 
 
-def all_rows_metrics(labels: LabelConfig, imputed: Sequence[FeatureSpec] = ()) -> list[Column]:
-    """Over every classified row: rows per outcome and per eligible stratum, each action's
-    true total (its label summed over the eligible rows), and the exact median of each
-    `imputed` feature's value over the rows that passed screening."""
+def _value_column(feature: FeatureSpec) -> str:
+    return f"_value_{feature.name}"
+
+
+def screened_rows_metrics(imputed: Sequence[FeatureSpec]) -> list[Column]:
+    """Over the screened rows (before deduplication) with each `imputed` feature's value if
+    the row passed screening (`_value_<name>`, null otherwise: the outcomes of `SCREENED_IN`
+    pass): the exact median of each."""
+    return [F.median(_value_column(f)).alias(f"median_{f.name}") for f in imputed]
+
+
+def all_rows_metrics(labels: LabelConfig) -> list[Column]:
+    """Over every classified row: rows per outcome and per eligible stratum, and each action's
+    true total (its label summed over the eligible rows)."""
     eligible, stratum = _is(ELIGIBLE), F.col("_stratum")
     metrics = [_rows(_is((o,))).alias(f"outcome_{o}") for o in OUTCOMES]
     metrics += [
@@ -289,7 +308,6 @@ def all_rows_metrics(labels: LabelConfig, imputed: Sequence[FeatureSpec] = ()) -
         for name, value in ht_targets(labels).items()
         if name != "impressions"  # the eligible rows' count
     ]
-    metrics += [F.median(f"_value_{f.name}").alias(f"median_{f.name}") for f in imputed]
     return metrics
 
 

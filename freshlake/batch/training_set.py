@@ -24,6 +24,7 @@ from freshlake.batch.inputs import (
     pinned_version,
     read_actions,
     read_impressions,
+    window_rows,
 )
 from freshlake.batch.item_stats import ITEM_STATS, read_item_counts, write_item_stats
 from freshlake.batch.report import BuildCounts, BuildReport, observed_plans_kept
@@ -38,6 +39,7 @@ from freshlake.features.transforms import apply_feature_spec
 from freshlake.features.weights import weight_columns
 from freshlake.lake import Lake, WriteResult
 from freshlake.runs import JobRun
+from freshlake.spark_compat import session_conf
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,10 @@ EXAMPLES = contract.EXAMPLES
 QUARANTINE = contract.QUARANTINE
 # Seeds the hash that orders the rows inside every examples file (not the sampling seed).
 ROW_ORDER_SEED = "examples-row-order"
+# Input rows per task of the dedup shuffle: a sorted row is ~200 bytes (ids, labels, hashes;
+# whole rows only where an outcome keeps them), so a task sorts ~200 MB, inside the execution
+# memory of a 2 GB local driver running two tasks. At 10M rows and 2 tasks the sort spilled.
+ROWS_PER_DEDUP_TASK = 1_000_000
 
 
 class QualityError(RuntimeError):
@@ -105,18 +111,23 @@ def _build(
 
     counts = BuildCounts(config.labels, median_imputed(spec, config.quality))
     times = counts.action_times(action_times(counts.actions(actions), config.labels))
-    classified = classify(counts.input(impressions), times, plan, counts.screened_columns())
+    classified = classify(counts.input(impressions), times, plan, counts.screened)
     carried = carried_columns(config.labels)
     counted = counts.outcomes(classified.withColumns(counts.metric_columns()))
+    write_partitions = int(lake.spark.conf.get("spark.sql.shuffle.partitions", "200"))
+    settings = pass_settings(write_partitions, window_rows(lake, window, versions[IMPRESSIONS]))
     # The rows the pass keeps, with every column, for the quarantine and examples writes.
-    kept = (
-        counts.kept(counted.where(is_outcome("written", "quarantined")))
-        .select(*impressions.columns, "outcome", *carried)
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
+    with session_conf(lake.spark, settings):
+        kept = (
+            counts.kept(counted.where(is_outcome("written", "quarantined")))
+            .select(*impressions.columns, "outcome", *carried)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
     try:
-        with run.timed("classify"):
+        with run.timed("classify"), session_conf(lake.spark, settings):
             kept.count()  # the one pass over the inputs; it fills every observation
+        # The writes read the kept rows in as many tasks as the session's shuffles have.
+        kept_rows = kept.coalesce(write_partitions)
         report = counts.report(run.run_id, str(window))
         report.input_versions = dict(versions)
         report.item_stats_version = item_stats_version
@@ -124,14 +135,14 @@ def _build(
         report.fill_values = fill_values_with(spec, config.quality, counts.medians())
         if report.outcomes["quarantined"]:
             with run.timed("quarantine"):
-                rejected = kept.where(is_outcome("quarantined")).select(*impressions.columns)
+                rejected = kept_rows.where(is_outcome("quarantined")).select(*impressions.columns)
                 report.output_versions[QUARANTINE] = _write_quarantine(lake, rejected, run.run_id)
         _record(run, report)
         _check_quality(report, config)
 
         with run.timed("write"):
-            rows = kept.where(is_outcome("written")).select(*impressions.columns, *carried)
-            examples = example_rows(rows, config, window, report.fill_values, run.run_id)
+            written = kept_rows.where(is_outcome("written")).select(*impressions.columns, *carried)
+            examples = example_rows(written, config, window, report.fill_values, run.run_id)
             result = write_examples(lake, examples, window, run.run_id)
         report.written_rows = result.rows
         report.output_versions[EXAMPLES] = result.version
@@ -141,6 +152,22 @@ def _build(
     report.timings = dict(run.timings)
     _record(run, report)
     return report
+
+
+def pass_settings(shuffle_partitions: int, input_rows: int | None) -> dict[str, str]:
+    """Session settings for the build's one pass over `input_rows` impressions.
+
+    The dedup shuffle gets at least one partition per `ROWS_PER_DEDUP_TASK` rows (the
+    session's `shuffle_partitions` otherwise), so each task's sort of its rows fits in its
+    execution memory instead of spilling to disk; and the kept rows are cached without the
+    in-memory columnar compression, whose per-value dictionary statistics cost more CPU than
+    the two scans of the cache save.
+    """
+    partitions = max(shuffle_partitions, -(-(input_rows or 0) // ROWS_PER_DEDUP_TASK))
+    return {
+        "spark.sql.shuffle.partitions": str(partitions),
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
+    }
 
 
 def example_rows(
