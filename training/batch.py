@@ -18,6 +18,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +39,17 @@ class RowRuns:
     runs: tuple[tuple[int, int], ...]
 
     def __len__(self) -> int:
-        return sum(stop - start for start, stop in self.runs)
+        return self.copies[-1][0].stop if self.copies else 0
+
+    @cached_property
+    def copies(self) -> tuple[tuple[slice, slice], ...]:
+        """(delivered rows, stored rows) of each run as slices, computed once per order: a
+        column is then copied with one slice assignment per run."""
+        copies, at = [], 0
+        for start, stop in self.runs:
+            copies.append((slice(at, at + stop - start), slice(start, stop)))
+            at += stop - start
+        return tuple(copies)
 
     def indices(self) -> np.ndarray:
         """The same order as row indices."""
@@ -140,7 +151,8 @@ class Batch:
         """Views of the rows between consecutive `cuts` (ascending row numbers), one batch each.
 
         One tensor_split per tensor, so cutting a block into batches costs little per batch;
-        the text offsets are rebased to their batch's first id in one subtraction."""
+        each batch's text offsets are rebased to its first id in one subtraction of its own
+        (no temporary of the block's size)."""
         first, last, n = cuts[0], cuts[-1], len(self)
         inner = [cut - first for cut in cuts[1:-1]]
 
@@ -156,9 +168,9 @@ class Batch:
             id_pieces = ids[bounds[0] : bounds[-1]].tensor_split(
                 [b - bounds[0] for b in bounds[1:-1]]
             )
-            bases = np.repeat(bounds[:-1], np.diff(cuts))
-            rebased = torch.from_numpy(at[first:last] - bases)
-            bags.append((id_pieces, rebased.tensor_split(inner)))
+            # bounds[i] is batch i's first id (the last bound ends the last batch)
+            rebased = [piece - base for piece, base in zip(pieces(offsets), bounds, strict=False)]
+            bags.append((id_pieces, rebased))
         return [
             Batch(
                 dense[0][i],
@@ -317,10 +329,8 @@ def _gather(values: np.ndarray, order: Order, out: np.ndarray) -> np.ndarray:
     if order is None:
         np.copyto(out, values, casting="unsafe")
     elif isinstance(order, RowRuns):
-        at = 0
-        for start, stop in order.runs:
-            np.copyto(out[at : at + stop - start], values[start:stop], casting="unsafe")
-            at += stop - start
+        for delivered, stored in order.copies:
+            out[delivered] = values[stored]  # converted as np.copyto(casting="unsafe") does
     elif values.dtype == out.dtype:  # order holds valid indices only: no bounds checks
         np.take(values, order, out=out, mode="clip")
     else:
@@ -352,7 +362,10 @@ class _Bag:
         if not spans and not isinstance(order, np.ndarray):
             self.runs = ((0, n),) if order is None else order.runs
             self.rows = n if order is None else len(order)
-            self.total = sum(int(offsets[b]) - int(offsets[a]) for a, b in self.runs)
+            # (first id, end id) of each run, read in one gather
+            ends = offsets[np.asarray(self.runs, dtype=np.int64).reshape(-1, 2)]
+            self.id_runs: list[list[int]] = ends.tolist()
+            self.total = int((ends[:, 1] - ends[:, 0]).sum())
             return
         if lengths is None:
             lengths = np.diff(offsets).astype(np.int64, copy=False)
@@ -367,13 +380,12 @@ class _Bag:
     def fill(self, ids: np.ndarray, offsets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         if self.runs is not None:
             row = at = 0
-            for a, b in self.runs:
-                first, count = int(self.offsets[a]), int(self.offsets[b]) - int(self.offsets[a])
+            for (a, b), (first, end) in zip(self.runs, self.id_runs, strict=True):
                 np.subtract(
                     self.offsets[a:b], first - at, out=offsets[row : row + b - a], dtype=np.int64
                 )
-                np.copyto(ids[at : at + count], self.values[first : first + count], "unsafe")
-                row, at = row + b - a, at + count
+                ids[at : at + end - first] = self.values[first:end]
+                row, at = row + b - a, at + end - first
             return torch.from_numpy(ids), torch.from_numpy(offsets)
         if self.rows:
             offsets[0] = 0

@@ -66,6 +66,8 @@ def read_filtered(
     The row group's statistics decide first: a row group they rule out is not read (no rows),
     and one whose filter columns hold nothing but the filter values is read without them.
     """
+    if not filters:
+        return read_unit(unit, columns, file), None
     match = statistics_match(file.metadata.row_group(unit.row_group), filters)
     if match == "none":
         schema = file.schema_arrow
@@ -111,6 +113,8 @@ def statistics_match(
 
 
 def _plain(table: pa.Table) -> pa.Table:
+    if all(_plain_type(t) is t for t in table.schema.types):
+        return table
     fields = [pa.field(f.name, _plain_type(f.type), f.nullable) for f in table.schema]
     schema = pa.schema(fields)
     return table if schema.equals(table.schema) else table.cast(schema)
