@@ -153,6 +153,27 @@ def test_csv_and_parquet_take_the_same_path_as_jsonl(spark, config, lake, tmp_pa
     assert from_parquet.extra == {"campaign": "c1"}
 
 
+def test_more_rejected_records_than_remembered_are_all_found(
+    spark, config, lake, log_files, monkeypatch
+):
+    """Past the hashes the valid pass remembers, the quarantine pass checks every record whose
+    hash is at most the smallest remembered one: the rejected records are all found."""
+    from freshlake.ingest import rejects
+
+    impressions = log_files["impressions"]
+    impressions.write_text(impressions.read_text() + "\n" + json.dumps(BAD["bad_type"]) + "\n")
+    monkeypatch.setattr(rejects, "MAX_REMEMBERED_REJECTS", 3)
+    summary = ingest_files(config, spark, {k: [str(p)] for k, p in log_files.items()})
+
+    expected = Counter(dict.fromkeys(BAD, 1)) + Counter(malformed_json=3, bad_type=1)
+    assert summary.quarantined("impressions") == expected, "repeated rejected lines, each counted"
+    assert summary.valid("impressions") == len(GOOD) + 1
+    assert summary.records("impressions") == len(impressions.read_text().splitlines())
+    quarantine = lake.read("quarantine").where("source = 'impressions'")
+    assert Counter(r.reason for r in quarantine.collect()) == expected
+    assert lake.read("impressions").count() == len(GOOD) + 1
+
+
 class CrashBeforeQuarantine(Lake):
     """A lake whose quarantine commit fails, like a job killed between two tables' commits."""
 
@@ -173,10 +194,10 @@ def test_crash_between_table_commits_is_repaired_by_a_rerun(spark, config, lake,
     with pytest.raises(RuntimeError, match="killed"):
         ingest_sources(crashing, config, sources, **run)
     assert lake.read("impressions").count() == len(GOOD) + 1
-    assert not lake.exists("quarantine") and not lake.exists("actions")
+    assert not lake.exists("quarantine") and lake.read("actions").count() == 2
 
     impressions, actions = ingest_sources(lake, config, sources, **run)
-    assert (impressions.skipped_tables, actions.skipped_tables) == (["impressions"], [])
+    assert (impressions.skipped_tables, actions.skipped_tables) == (["impressions"], ["actions"])
     assert lake.read("impressions").count() == len(GOOD) + 1, "nothing written twice"
     assert lake.read("quarantine").count() == len(BAD) + 2 + 1
     assert lake.read("actions").count() == 2

@@ -6,24 +6,32 @@ out of each table the sources it already holds, so re-ingesting a file is a no-o
 between two tables' commits is repaired by running again. Counts reconcile exactly, per source:
 records read = valid + quarantined (by reason), checked against what each commit wrote. Nothing
 is deduplicated here; the batch builder deduplicates and counts.
+
+Each kind's records are read twice and checked about once: the write of the valid rows checks
+every record, and the quarantine pass checks again only those that the first one rejected
+(freshlake.ingest.rejects), so no checked intermediate is stored.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial, reduce
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from freshlake import contract
+from freshlake.batch.report import observed_plans_kept
 from freshlake.config import Config
 from freshlake.features.validation import (
+    COORDINATES,
+    DETAIL,
+    FAILED_CHECK,
     REASON,
     RecordContract,
     check_records,
@@ -31,7 +39,8 @@ from freshlake.features.validation import (
     run_clock,
     valid_rows,
 )
-from freshlake.lake import Lake
+from freshlake.ingest.rejects import ValidPassCounts, candidates
+from freshlake.lake import Lake, WriteResult
 
 QUARANTINE_TABLE = contract.QUARANTINE
 # Which source of a run a checked record came from (its index in the run's list).
@@ -175,82 +184,161 @@ def _ingest_group(
     run_id: str,
     now: datetime,
 ) -> None:
-    """Check the group's records once per kind (kept on disk), count them, write each table once."""
-    outcomes = [outcome for _, outcome in group]
-    contracts: dict[str, RecordContract] = {}
+    """Write each kind's valid rows, find and count its rejected records, then the quarantine."""
     members: dict[str, list[int]] = {}
     for index, (source, _) in enumerate(group):
-        contracts[source.contract.source] = source.contract
         members.setdefault(source.contract.source, []).append(index)
-    # Parsed once, read by the count and every write; on disk, as a run can outgrow memory.
-    checked = {
-        kind: _checked_records(config, group, indexes).persist(StorageLevel.DISK_ONLY)
-        for kind, indexes in members.items()
-    }
+    rejected: dict[str, DataFrame] = {}
     try:
-        for frame in checked.values():
-            _count(frame, outcomes)
-        for table in dict.fromkeys(t for o in outcomes for t in o.tables):
-            parts, writers = [], []
-            for kind, frame in checked.items():
-                pending = [i for i in members[kind] if outcomes[i].pending(table)]
-                if not pending:
-                    continue
-                if len(pending) < len(members[kind]):
-                    frame = frame.where(F.col(SOURCE_INDEX).isin(pending))
-                contract = contracts[kind]
-                parts.append(
-                    valid_rows(frame, contract, run_id)
-                    if table == kind
-                    else quarantine_rows(frame, contract, run_id, run_clock(now))
-                )
-                writers += [outcomes[i] for i in pending]
-            if parts:
-                _commit_table(lake, table, reduce(DataFrame.unionByName, parts), writers, run_id)
+        # Every observation gets its counts, an empty source's zeros included.
+        with observed_plans_kept(lake.spark):
+            for kind, indexes in members.items():
+                rejected[kind] = _ingest_kind(lake, config, group, indexes, run_id)
+        _commit_quarantine(lake, group, members, rejected, run_id, now)
     finally:
-        for frame in checked.values():
+        for frame in rejected.values():
             frame.unpersist()
 
 
-def _checked_records(
-    config: Config, group: Sequence[tuple[Source, SourceOutcome]], indexes: Sequence[int]
+def _ingest_kind(
+    lake: Lake,
+    config: Config,
+    group: Sequence[tuple[Source, SourceOutcome]],
+    indexes: Sequence[int],
+    run_id: str,
 ) -> DataFrame:
-    """The records of the group's sources at `indexes` (one kind), checked, tagged by source.
+    """Commit the valid rows of the sources at `indexes` (one kind) to their table; then fill in
+    their outcomes and return their rejected records (kept on disk for the quarantine commit).
 
-    The sources' records are checked as one union, each against its own source's clock: one
-    plan whose checks Spark generates and compiles once, whatever the number of sources.
+    Two passes, no intermediate: the valid pass checks every record and writes the valid ones,
+    observing how many were rejected and their hashes; the quarantine pass reads the records
+    again, counts them per source, and checks only the candidates the hashes point to
+    (freshlake.ingest.rejects), or every record when the valid pass did not read every source
+    (some were in the table already).
     """
-    frames = [
-        source.read().select(
+    outcomes = [outcome for _, outcome in group]
+    contract = group[indexes[0]][0].contract
+    writers = [i for i in indexes if outcomes[i].pending(contract.source)]
+    valid_pass, result = None, None
+    if writers:
+        valid_pass = ValidPassCounts()
+        checked = _checked(_raw_records(group, writers), contract, config)
+        rows = valid_rows(valid_pass.observe(checked, SOURCE_INDEX), contract, run_id)
+        result = _commit_table(lake, contract.source, rows, [outcomes[i] for i in writers], run_id)
+    if result is None:  # nothing written (or a concurrent run committed it): nothing observed
+        valid_pass = None
+    read = {i: Observation() for i in indexes}
+    raw = _raw_records(group, indexes, read)
+    if valid_pass is not None and len(writers) == len(indexes):
+        raw = candidates(raw, valid_pass.remembered(), SOURCE_INDEX)
+    checked = _checked(raw, contract, config)
+    rejected = (
+        checked.where(F.col(FAILED_CHECK).isNotNull())
+        .select(SOURCE_INDEX, FAILED_CHECK, REASON, DETAIL, "value", *COORDINATES)
+        .persist(StorageLevel.DISK_ONLY)
+    )
+    try:
+        _count(rejected, read, outcomes)
+        if valid_pass is not None and result is not None:
+            _reconcile_valid_pass(valid_pass, [outcomes[i] for i in writers], contract.source)
+            expected = sum(outcomes[i].valid for i in writers)
+            _reconcile(contract.source, result, expected, len(writers))
+    except BaseException:
+        rejected.unpersist()
+        raise
+    return rejected
+
+
+def _raw_records(
+    group: Sequence[tuple[Source, SourceOutcome]],
+    indexes: Sequence[int],
+    read: Mapping[int, Observation] | None = None,
+) -> DataFrame:
+    """The raw records of the group's sources at `indexes`, as one union, tagged by source and
+    its clock; with `read`, each source's records are counted as they are read (`records`)."""
+    frames = []
+    for index in indexes:
+        source = group[index][0]
+        frame = source.read().select(
             "*", F.lit(index).alias(SOURCE_INDEX), run_clock(source.clock).alias(SOURCE_CLOCK)
         )
-        for index, (source, _) in ((i, group[i]) for i in indexes)
-    ]
-    contract = group[indexes[0]][0].contract
-    records = reduce(partial(DataFrame.unionByName, allowMissingColumns=True), frames)
+        if read is not None:
+            frame = frame.observe(read[index], F.count(F.lit(1)).alias("records"))
+        frames.append(frame)
+    return reduce(partial(DataFrame.unionByName, allowMissingColumns=True), frames)
+
+
+def _checked(raw: DataFrame, contract: RecordContract, config: Config) -> DataFrame:
+    """`raw` checked, each record against its own source's clock.
+
+    The sources' records are checked as one union: one plan whose checks Spark generates and
+    compiles once, whatever the number of sources.
+    """
     clock = F.col(SOURCE_CLOCK)
-    checked = check_records(records, contract, config, clock, keep=[SOURCE_INDEX, SOURCE_CLOCK])
+    checked = check_records(raw, contract, config, clock, keep=[SOURCE_INDEX, SOURCE_CLOCK])
     return checked.drop(SOURCE_CLOCK)
 
 
-def _count(checked: DataFrame, outcomes: Sequence[SourceOutcome]) -> None:
-    """Fill in records, valid and quarantined (by reason) of the sources in `checked`."""
-    for row in checked.groupBy(SOURCE_INDEX, REASON).count().collect():
-        outcome = outcomes[row[SOURCE_INDEX]]
-        if row[REASON] is None:
-            outcome.valid = row["count"]
-        else:
-            outcome.quarantined[row[REASON]] = row["count"]
-    for outcome in outcomes:
+def _count(
+    rejected: DataFrame, read: Mapping[int, Observation], outcomes: Sequence[SourceOutcome]
+) -> None:
+    """Fill in records (as read), quarantined (by reason) and valid of the sources in `read`."""
+    for row in rejected.groupBy(SOURCE_INDEX, REASON).count().collect():
+        outcomes[row[SOURCE_INDEX]].quarantined[row[REASON]] = row["count"]
+    for index, observation in read.items():
+        outcome = outcomes[index]
         outcome.quarantined = dict(sorted(outcome.quarantined.items()))
-        outcome.records = outcome.valid + sum(outcome.quarantined.values())
+        outcome.records = observation.get["records"]
+        outcome.valid = outcome.records - sum(outcome.quarantined.values())
+
+
+def _reconcile_valid_pass(
+    valid_pass: ValidPassCounts, writers: Sequence[SourceOutcome], table: str
+) -> None:
+    """The valid pass checked the records the quarantine pass read and rejected as many."""
+    records = sum(o.records for o in writers)
+    rejected = sum(sum(o.quarantined.values()) for o in writers)
+    if (valid_pass.records, valid_pass.rejected) != (records, rejected):
+        raise ReconciliationError(
+            f"the write of {table} checked {valid_pass.records} records and rejected "
+            f"{valid_pass.rejected}; the quarantine pass read {records} and rejected {rejected}"
+        )
+
+
+def _commit_quarantine(
+    lake: Lake,
+    group: Sequence[tuple[Source, SourceOutcome]],
+    members: Mapping[str, Sequence[int]],
+    rejected: Mapping[str, DataFrame],
+    run_id: str,
+    now: datetime,
+) -> None:
+    """Commit the rejected records of every kind that the quarantine does not hold yet."""
+    outcomes = [outcome for _, outcome in group]
+    parts, writers = [], []
+    for kind, indexes in members.items():
+        pending = [i for i in indexes if outcomes[i].pending(QUARANTINE_TABLE)]
+        if not pending:
+            continue
+        frame = rejected[kind]
+        if len(pending) < len(indexes):
+            frame = frame.where(F.col(SOURCE_INDEX).isin(pending))
+        contract = group[indexes[0]][0].contract
+        parts.append(quarantine_rows(frame, contract, run_id, run_clock(now)))
+        writers += [outcomes[i] for i in pending]
+    if not parts:
+        return
+    rows = reduce(DataFrame.unionByName, parts)
+    result = _commit_table(lake, QUARANTINE_TABLE, rows, writers, run_id)
+    if result is not None:
+        expected = sum(sum(o.quarantined.values()) for o in writers)
+        _reconcile(QUARANTINE_TABLE, result, expected, len(writers))
 
 
 def _commit_table(
     lake: Lake, table: str, rows: DataFrame, writers: Sequence[SourceOutcome], run_id: str
-) -> None:
-    """Commit `rows` to `table` with one app transaction per source; reconcile the row count."""
-    expected = sum(o.valid if table == o.kind else sum(o.quarantined.values()) for o in writers)
+) -> WriteResult | None:
+    """Commit `rows` to `table` with one app transaction per source; None when skipped."""
     # Committed even when empty: the app transactions record that the table has these sources.
     result = lake.write(
         table,
@@ -262,11 +350,16 @@ def _commit_table(
     if result.skipped:  # a concurrent run committed these sources meanwhile
         for outcome in writers:
             outcome.skipped_tables.append(table)
-        return
-    if result.rows != expected:
-        raise ReconciliationError(
-            f"wrote {result.rows} rows to {table} from {len(writers)} sources, validation "
-            f"counted {expected}"
-        )
+        return None
     for outcome in writers:
         outcome.versions[table] = result.version
+    return result
+
+
+def _reconcile(table: str, result: WriteResult, expected: int, sources: int) -> None:
+    """The commit wrote as many rows as validation counted."""
+    if result.rows != expected:
+        raise ReconciliationError(
+            f"wrote {result.rows} rows to {table} from {sources} sources, validation "
+            f"counted {expected}"
+        )
