@@ -174,6 +174,25 @@ def test_more_rejected_records_than_remembered_are_all_found(
     assert lake.read("impressions").count() == len(GOOD) + 1
 
 
+def test_a_write_that_reports_no_metrics_falls_back_to_checking_every_record(
+    spark, config, lake, log_files, monkeypatch
+):
+    """When the valid write's observed metrics do not arrive, the run neither hangs nor loses a
+    record: the quarantine pass checks every record and the counts are the same."""
+    from freshlake.ingest import rejects
+
+    pending = rejects.ValidPassCounts()
+    assert not pending.arrived(seconds=0.1), "nothing ran: no metrics"
+    monkeypatch.setattr(rejects.ValidPassCounts, "arrived", lambda self, seconds=0.0: False)
+    summary = ingest_files(config, spark, {k: [str(p)] for k, p in log_files.items()})
+
+    assert summary.quarantined("impressions") == Counter(dict.fromkeys(BAD, 1)) + Counter(
+        malformed_json=2
+    )
+    assert summary.valid("impressions") == len(GOOD) + 1
+    assert lake.read("impressions").count() == len(GOOD) + 1
+
+
 class CrashBeforeQuarantine(Lake):
     """A lake whose quarantine commit fails, like a job killed between two tables' commits."""
 

@@ -225,7 +225,9 @@ def _ingest_kind(
         checked = _checked(_raw_records(group, writers), contract, config)
         rows = valid_rows(valid_pass.observe(checked, SOURCE_INDEX), contract, run_id)
         result = _commit_table(lake, contract.source, rows, [outcomes[i] for i in writers], run_id)
-    if result is None:  # nothing written (or a concurrent run committed it): nothing observed
+    if result is None or (valid_pass is not None and not valid_pass.arrived()):
+        # Nothing written (or a concurrent run committed it), or the writer reported no
+        # metrics: the quarantine pass checks every record.
         valid_pass = None
     read = {i: Observation() for i in indexes}
     raw = _raw_records(group, indexes, read)
@@ -239,8 +241,9 @@ def _ingest_kind(
     )
     try:
         _count(rejected, read, outcomes)
-        if valid_pass is not None and result is not None:
+        if valid_pass is not None:
             _reconcile_valid_pass(valid_pass, [outcomes[i] for i in writers], contract.source)
+        if result is not None:
             expected = sum(outcomes[i].valid for i in writers)
             _reconcile(contract.source, result, expected, len(writers))
     except BaseException:

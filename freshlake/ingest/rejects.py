@@ -14,6 +14,7 @@ stays bounded whatever the input.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Observation
@@ -24,6 +25,9 @@ from freshlake.features.validation import FAILED_CHECK
 # The hash of a record's source index and payload (the payload as check_records keeps it).
 REJECT_HASH = "_reject_hash"
 KNOWN = "_known_reject"
+# How long after its write the valid pass's observed metrics may take to arrive before the
+# quarantine pass checks every record instead (a write path that reports none must not hang).
+OBSERVATION_WAIT_SECONDS = 30.0
 # max_by's largest k: the hashes a valid pass remembers (8 bytes each, per task and merged).
 MAX_REMEMBERED_REJECTS = 100_000
 
@@ -63,6 +67,25 @@ class ValidPassCounts:
             F.count_if(rejected).alias("rejected"),
             F.max_by(hashed, hashed, MAX_REMEMBERED_REJECTS).alias("hashes"),
         )
+
+    def arrived(self, seconds: float = OBSERVATION_WAIT_SECONDS) -> bool:
+        """True once the write reported the observed metrics; waits up to `seconds` for them.
+
+        `Observation.get` waits forever, and a writer that runs the plan as a nested query (a
+        Delta writer may) need not report them: then the caller checks every record again.
+        On Spark Connect the metrics come back with the action's result: always True.
+        """
+        if not hasattr(self._observation, "_jo"):  # a Spark Connect observation
+            return True
+        handle = self._observation._jo  # noqa: SLF001 - the JVM Observation, set once observed
+        if handle is None:  # never observed: nothing can arrive
+            return False
+        deadline = time.monotonic() + seconds
+        while not handle.future().isCompleted():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     @property
     def records(self) -> int:
