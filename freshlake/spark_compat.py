@@ -78,3 +78,30 @@ def session_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[N
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, value)
+
+
+# The optimizer rules that replace a plan over an empty relation by an empty relation: with an
+# observed DataFrame in the replaced part (an empty window's actions, the join side they feed),
+# its CollectMetrics never runs and Spark completes its Observation with an empty row (no
+# metrics at all: pyspark's toPyRow fails an assertion, a Connect client gets an empty dict).
+EMPTY_RELATION_RULES = {
+    "spark.sql.optimizer.excludedRules": (
+        "org.apache.spark.sql.catalyst.optimizer.PropagateEmptyRelation"
+    ),
+    "spark.sql.adaptive.optimizer.excludedRules": (
+        "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation"
+    ),
+}
+
+
+@contextmanager
+def observed_plans_kept(spark: SparkSession) -> Iterator[None]:
+    """Inside, the optimizer keeps every observed part of a plan (`EMPTY_RELATION_RULES` are
+    excluded, beside any rules already excluded), so each observation gets its metrics, zero
+    counts over no rows included; the previous settings are restored after."""
+    settings = {}
+    for key, rule in EMPTY_RELATION_RULES.items():
+        rules = [r for r in (spark.conf.get(key, None) or "").split(",") if r.strip()]
+        settings[key] = ",".join(rules if rule in rules else [*rules, rule])
+    with session_conf(spark, settings):
+        yield

@@ -10,12 +10,11 @@ input row accounted for) and stores `counts()` / `details()` in `job_runs`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
 from freshlake.batch.classify import ELIGIBLE, OUTCOMES
@@ -24,7 +23,6 @@ from freshlake.features.labeling import label_column, labeled_actions, times_col
 from freshlake.features.sampling import STRATA
 from freshlake.features.schemas import REASONS
 from freshlake.features.transforms import numeric_value
-from freshlake.spark_compat import session_conf
 
 
 class ReconciliationError(AssertionError):
@@ -234,33 +232,6 @@ class BuildCounts:
         report = summarize(values, self.labels, run_id, window, self._input.get["rows"])
         report.actions = {"actions_input": actions, "actions_duplicate": actions - unique}
         return report
-
-
-# The optimizer rules that replace a plan over an empty relation by an empty relation: with an
-# observed DataFrame in the replaced part (an empty window's actions, the join side they feed),
-# its CollectMetrics never runs and Spark completes its Observation with an empty row (no
-# metrics at all: pyspark's toPyRow fails an assertion, a Connect client gets an empty dict).
-EMPTY_RELATION_RULES = {
-    "spark.sql.optimizer.excludedRules": (
-        "org.apache.spark.sql.catalyst.optimizer.PropagateEmptyRelation"
-    ),
-    "spark.sql.adaptive.optimizer.excludedRules": (
-        "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation"
-    ),
-}
-
-
-@contextmanager
-def observed_plans_kept(spark: SparkSession) -> Iterator[None]:
-    """Inside, the optimizer keeps every observed part of a plan (`EMPTY_RELATION_RULES` are
-    excluded, beside any rules already excluded), so each observation gets its metrics, zero
-    counts over no rows included; the previous settings are restored after."""
-    settings = {}
-    for key, rule in EMPTY_RELATION_RULES.items():
-        rules = [r for r in (spark.conf.get(key, None) or "").split(",") if r.strip()]
-        settings[key] = ",".join(rules if rule in rules else [*rules, rule])
-    with session_conf(spark, settings):
-        yield
 
 
 def ht_targets(labels: LabelConfig) -> dict[str, Column]:

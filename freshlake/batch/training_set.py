@@ -27,7 +27,7 @@ from freshlake.batch.inputs import (
     window_rows,
 )
 from freshlake.batch.item_stats import ITEM_STATS, read_item_counts, write_item_stats
-from freshlake.batch.report import BuildCounts, BuildReport, observed_plans_kept
+from freshlake.batch.report import BuildCounts, BuildReport
 from freshlake.batch.window import TimeWindow
 from freshlake.config import Config
 from freshlake.features.examples import to_examples
@@ -39,7 +39,7 @@ from freshlake.features.transforms import apply_feature_spec
 from freshlake.features.weights import weight_columns
 from freshlake.lake import Lake, WriteResult
 from freshlake.runs import JobRun
-from freshlake.spark_compat import session_conf
+from freshlake.spark_compat import observed_plans_kept, session_conf
 
 log = logging.getLogger(__name__)
 

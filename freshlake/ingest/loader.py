@@ -26,7 +26,6 @@ from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from freshlake import contract
-from freshlake.batch.report import observed_plans_kept
 from freshlake.config import Config
 from freshlake.features.validation import (
     COORDINATES,
@@ -41,6 +40,7 @@ from freshlake.features.validation import (
 )
 from freshlake.ingest.rejects import ValidPassCounts, candidates
 from freshlake.lake import Lake, WriteResult
+from freshlake.spark_compat import observed_plans_kept
 
 QUARANTINE_TABLE = contract.QUARANTINE
 # Which source of a run a checked record came from (its index in the run's list).
