@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -51,19 +50,10 @@ def read_impressions(lake: Lake, window: TimeWindow, version: int) -> DataFrame:
 def window_rows(lake: Lake, window: TimeWindow, version: int) -> int | None:
     """How many impression rows the window's `dt` partitions hold at `version`, from the
     Delta log's per-file record counts (no data read); None when a file has no count."""
-    adds = pa.table(
-        lake.engine.delta_table(lake.uri(IMPRESSIONS), version).get_add_actions(flatten=True)
-    )
-    if adds.num_rows == 0:
-        return 0
-    days, records = set(window.days), adds["num_records"].to_pylist()
-    dts = adds["partition.dt"].to_pylist()
-    counts = [n for n, day in zip(records, dts, strict=True) if _as_date(day) in days]
+    days = {d.isoformat() for d in window.days}
+    files = lake.engine.files(lake.uri(IMPRESSIONS), version)
+    counts = [f.num_records for f in files if f.partition_values.get("dt") in days]
     return None if None in counts else sum(counts)
-
-
-def _as_date(value: date | str | None) -> date | None:
-    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def action_time_range(window: TimeWindow, labels: LabelConfig) -> tuple[datetime, datetime]:

@@ -188,22 +188,6 @@ class DeltaRsEngine(LakeEngine):
         )
         return WriteResult(uri, self.version(uri), files=len(actions) - len(remove), rows=rows)
 
-    def files(self, uri: str) -> list[FileEntry]:
-        """The data files of the latest version, from the Delta log."""
-        table = self.delta_table(uri)
-        adds = pa.table(table.get_add_actions(flatten=False)).to_pylist()
-        return [
-            FileEntry(
-                path=a["path"],
-                size=a["size_bytes"],
-                num_records=a.get("num_records"),
-                partition_values={
-                    k: partition_value_string(v) for k, v in (a.get("partition") or {}).items()
-                },
-            )
-            for a in adds
-        ]
-
     def _write_files(
         self,
         uri: str,

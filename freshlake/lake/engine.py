@@ -15,6 +15,8 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 from pyspark.sql import DataFrame, SparkSession
 
+from freshlake.lake.hive_paths import partition_value_string
+
 WriteMode = Literal["append", "overwrite"]
 
 # Aliases of the two sides of `merge_update`: its update expressions name columns `t.x`, `s.x`.
@@ -192,6 +194,21 @@ class LakeEngine(ABC):
     def delta_table(self, uri: str, version: int | None = None) -> DeltaTable:
         """A delta-rs handle on the table (raises `TableNotFoundError` if it does not exist)."""
         return DeltaTable(uri, version=version, storage_options=self.storage_options or None)
+
+    def files(self, uri: str, version: int | None = None) -> list[FileEntry]:
+        """The data files of a version (default: the latest), from the Delta log."""
+        adds = pa.table(self.delta_table(uri, version).get_add_actions(flatten=False)).to_pylist()
+        return [
+            FileEntry(
+                path=a["path"],
+                size=a["size_bytes"],
+                num_records=a.get("num_records"),
+                partition_values={
+                    k: partition_value_string(v) for k, v in (a.get("partition") or {}).items()
+                },
+            )
+            for a in adds
+        ]
 
     def exists(self, uri: str) -> bool:
         try:
