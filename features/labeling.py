@@ -164,7 +164,13 @@ def attach_labels(impressions: DataFrame, actions: DataFrame, labels: LabelConfi
 
 
 def is_mature(served_at: Column, actions_until: datetime | Column, labels: LabelConfig) -> Column:
-    """True iff the attribution window closed by `actions_until` (end of the known action log)."""
-    until = actions_until if isinstance(actions_until, Column) else F.lit(actions_until)
+    """True iff the attribution window closed by `actions_until` (end of the known action log).
+
+    With a known `actions_until` the window's length is taken from it once, on the driver: a
+    timestamp plus an interval, per row, goes through a zoned date-time in Spark.
+    """
+    window = timedelta(seconds=labels.attribution_window_seconds)
+    if not isinstance(actions_until, Column):
+        return served_at <= F.lit(actions_until - window)
     closes = served_at + F.expr(f"INTERVAL {labels.attribution_window_seconds} SECONDS")
-    return closes <= until
+    return closes <= actions_until

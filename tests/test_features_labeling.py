@@ -81,3 +81,19 @@ def test_maturity_needs_the_whole_window_in_the_action_log(spark):
         is_mature(F.col("served_at"), at(3600), LABELS).alias("exact"),
     ).first()
     assert mature.early is False and mature.exact is True
+
+
+def test_maturity_against_a_known_end_matches_the_per_row_form(spark):
+    """The driver-side bound for a known end agrees with the per-row timestamp arithmetic of
+    the Column form, to the microsecond on both sides of the boundary."""
+    until = at(3600)
+    before_end = [timedelta(seconds=s) for s in (0, 3599.999999, 3600, 3600.000001, 2 * 86400)]
+    rows = [(until - d, until) for d in before_end]
+    df = spark.createDataFrame(rows, "served_at timestamp, until timestamp")
+    got = df.select(
+        is_mature(F.col("served_at"), until, LABELS).alias("known"),
+        is_mature(F.col("served_at"), F.col("until"), LABELS).alias("column"),
+    ).collect()
+    expected = [d >= timedelta(seconds=3600) for d in before_end]
+    assert [r.known for r in got] == expected
+    assert [r.column for r in got] == expected
