@@ -152,27 +152,21 @@ class BuildReport:
 class BuildCounts:
     """The counts of one build, observed while its single pass runs (`DataFrame.observe`).
 
-    Before the pass, wrap the inputs with `input`, `actions` and `action_times`, have
-    `classify` observe its screened rows with `screened`, add `metric_columns()` to the
-    classified rows, then wrap them with `outcomes` and the rows the pass keeps with `kept`; after it, `report()` and `medians()` read the observed values. Plan
-    and run the pass inside `observed_plans_kept`, so no observation is optimized away. The
-    input count is observed where the rows are read, apart from the outcome counts, so
-    `reconcile()` still checks that classification accounted for every row.
+    Before the pass, wrap the actions with `actions` and `action_times`, have `classify`
+    observe its screened rows with `screened`, add `metric_columns()` to the classified rows,
+    then wrap them with `outcomes` and the rows the pass keeps with `kept`; after it,
+    `report()` and `medians()` read the observed values. Plan and run the pass inside
+    `observed_plans_kept`, so no observation is optimized away. The input rows are counted
+    with the screened rows (screening only adds columns), before the join and deduplication
+    and apart from the outcome counts, so `reconcile()` still checks that classification
+    accounted for every row; an observation of the rows as read would copy every whole row
+    out of Parquet's column batches once more.
     """
 
     def __init__(self, labels: LabelConfig, imputed: Sequence[FeatureSpec] = ()) -> None:
         self.labels, self.imputed = labels, list(imputed)
-        self._input, self._actions = Observation(), Observation()
-        self._unique_actions, self._screened, self._outcomes, self._kept = (
-            Observation(),
-            Observation(),
-            Observation(),
-            Observation(),
-        )
-
-    def input(self, impressions: DataFrame) -> DataFrame:
-        """`impressions`, counting its rows as read."""
-        return impressions.observe(self._input, F.count(F.lit(1)).alias("rows"))
+        self._actions, self._unique_actions = Observation(), Observation()
+        self._screened, self._outcomes, self._kept = Observation(), Observation(), Observation()
 
     def actions(self, actions: DataFrame) -> DataFrame:
         """`actions` (those that can label the window), counting them."""
@@ -187,11 +181,11 @@ class BuildCounts:
 
     def screened(self, screened: DataFrame) -> DataFrame:
         """The screened rows before deduplication (`outcome` is the screening outcome, null
-        when the row passed), observing `screened_rows_metrics`: the medians. Each value is
-        a column of the plan's generated code (`_value_<name>`), not an input the aggregate
-        evaluates row by row, and is dropped after."""
+        when the row passed), observing `screened_rows_metrics`: the input rows and the
+        medians. Each value is a column of the plan's generated code (`_value_<name>`), not an
+        input the aggregate evaluates row by row, and is dropped after."""
         if not self.imputed:
-            return screened
+            return screened.observe(self._screened, *screened_rows_metrics(()))
         passed = F.col("outcome").isNull()
         values = {_value_column(f): F.when(passed, numeric_value(f)) for f in self.imputed}
         observed = screened.withColumns(values).observe(
@@ -229,7 +223,7 @@ class BuildCounts:
         """The report of the pass that ran (blocks until it has)."""
         actions, unique = self._actions.get["rows"], self._unique_actions.get["rows"] or 0
         values = {**self._outcomes.get, **self._kept.get}
-        report = summarize(values, self.labels, run_id, window, self._input.get["rows"])
+        report = summarize(values, self.labels, run_id, window, self._screened.get["rows"])
         report.actions = {"actions_input": actions, "actions_duplicate": actions - unique}
         return report
 
@@ -262,8 +256,9 @@ def _value_column(feature: FeatureSpec) -> str:
 def screened_rows_metrics(imputed: Sequence[FeatureSpec]) -> list[Column]:
     """Over the screened rows (before deduplication) with each `imputed` feature's value if
     the row passed screening (`_value_<name>`, null otherwise: the outcomes of `SCREENED_IN`
-    pass): the exact median of each."""
-    return [F.median(_value_column(f)).alias(f"median_{f.name}") for f in imputed]
+    pass): how many rows there are (the input rows) and the exact median of each."""
+    medians = [F.median(_value_column(f)).alias(f"median_{f.name}") for f in imputed]
+    return [F.count(F.lit(1)).alias("rows"), *medians]
 
 
 def all_rows_metrics(labels: LabelConfig) -> list[Column]:

@@ -116,7 +116,7 @@ def _build(
 
     counts = BuildCounts(config.labels, median_imputed(spec, config.quality))
     times = counts.action_times(action_times(counts.actions(actions), config.labels))
-    classified = classify(counts.input(impressions), times, plan, counts.screened)
+    classified = classify(impressions, times, plan, counts.screened)
     carried = carried_columns(config.labels)
     counted = counts.outcomes(classified.withColumns(counts.metric_columns()))
     write_partitions = int(lake.spark.conf.get("spark.sql.shuffle.partitions", "200"))
