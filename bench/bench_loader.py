@@ -9,7 +9,8 @@ Measured, each `--repeat` times in turns (best wall time and its CPU time are pr
 - raw pyarrow: `read_row_group` of every work unit (pyarrow's own threads);
 - the default loader in both shuffle modes (`training.shuffle`: blocks, the default, and rows),
   with 0 workers (decode in the consuming thread, reads a block ahead in a thread) and 2 workers
-  (threads);
+  (2 shards, each read ahead in a thread, decoded by `loader_threads(2)` threads: 0 on 2 cores,
+  where the consuming thread decodes; printed in the header);
 - torch's DataLoader over the same dataset with 2 worker processes, for reference;
 - a no-op training step fed as the trainer feeds it (`train_dataset` / `epoch_batches`: train
   split only, `training.num_workers`, `batch.to(device)`): the batches/s and rows/s it receives;
@@ -152,6 +153,7 @@ def main() -> int:
 
     import pandas  # noqa: F401  pyarrow imports it on first use; keep that out of the timings
 
+    from freshlake.training.dataset import loader_threads
     from freshlake.training.synthetic import synthetic_examples, write_synthetic_table
 
     steps: dict[str, list[int]] = {"blocks": [], "rows": []}
@@ -164,7 +166,8 @@ def main() -> int:
         print(
             f"table: {snapshot.num_rows} rows, {len(snapshot.files)} files, "
             f"{len(layout.columns())} columns read, batch {args.batch_size}, "
-            f"best of {args.repeat}"
+            f"best of {args.repeat}; 2 workers: {loader_threads(2)} decoding thread(s) here "
+            "(0: the consuming thread decodes, each shard read ahead in a thread)"
         )
         size = args.batch_size
         cases: dict[str, Callable[[], int]] = {

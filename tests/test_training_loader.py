@@ -289,11 +289,14 @@ def test_files_rewritten_by_a_delta_rs_merge_read_with_the_others(tmp_path):
     assert sorted(ids_of(dataset.iter_shard(0, 1))) == sorted(train.column("row_id").to_pylist())
 
 
-def test_workers_hand_over_their_shards_batches_in_turn(examples):
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_workers_hand_over_their_shards_batches_in_turn(examples, threads):
+    """The same batches whether each shard has a decoding thread of its own, one thread decodes
+    both, or the consuming thread does."""
     uri, _ = examples
     dataset = make_dataset(uri, rank=1, world_size=2, seed=4, batch_size=100)
     dataset.set_epoch(1, resume={3: (1, 57)})
-    threaded = list(dataset.batches(2))
+    threaded = list(dataset.batches(2, threads=threads))
     shards = [list(dataset.iter_shard(shard, 4)) for shard in (2, 3)]
     expected = [b for pair in zip(*shards, strict=False) for b in pair]
     longer = max(shards, key=len)
@@ -339,17 +342,43 @@ def test_batches_hold_the_stored_rows_nulls_as_documented(tmp_path, shuffle):
             assert batch.weight[i] == pytest.approx(1 if row["weight"] is None else row["weight"])
 
 
+@pytest.mark.parametrize("shuffle", ["rows", "blocks"])
+def test_fewer_threads_than_workers_deliver_the_same_batches(examples, shuffle):
+    uri, train_ids = examples
+    dataset = make_dataset(uri, seed=9, batch_size=96, shuffle=shuffle, shuffle_buffer=900)
+    by_threads = {threads: list(dataset.batches(3, threads=threads)) for threads in (0, 1, 2, 3)}
+    assert sorted(ids_of(by_threads[3])) == train_ids
+    for threads in (0, 1, 2):
+        assert [b.position for b in by_threads[threads]] == [b.position for b in by_threads[3]]
+        assert ids_of(by_threads[threads]) == ids_of(by_threads[3])
+
+
+@pytest.mark.parametrize(
+    ("cores", "local_processes", "workers", "threads"),
+    [(2, 1, 2, 0), (1, 1, 2, 0), (3, 1, 2, 1), (16, 1, 2, 2), (16, 1, 32, 14), (8, 2, 4, 2)],
+)
+def test_loader_threads_leave_cores_to_the_consumer_and_the_reads(
+    monkeypatch, cores, local_processes, workers, threads
+):
+    from freshlake.training import dataset as module
+
+    monkeypatch.setattr(module.os, "sched_getaffinity", lambda _: set(range(cores)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_processes))
+    assert module.loader_threads(workers) == threads
+
+
 def loader_threads() -> list[str]:
     import threading
 
     return [t.name for t in threading.enumerate() if t.name.startswith("loader-")]
 
 
-def test_a_consumer_that_stops_early_stops_the_loader_threads(examples):
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_a_consumer_that_stops_early_stops_the_loader_threads(examples, threads):
     import time
 
     uri, _ = examples
-    batches = make_dataset(uri).batches(2)
+    batches = make_dataset(uri).batches(2, threads=threads)
     next(batches)
     batches.close()
     deadline = time.monotonic() + 5
@@ -358,14 +387,15 @@ def test_a_consumer_that_stops_early_stops_the_loader_threads(examples):
     assert not loader_threads()
 
 
-def test_a_read_error_reaches_the_consumer(examples, tmp_path):
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_a_read_error_reaches_the_consumer(examples, tmp_path, threads):
     from freshlake.training.units import WorkUnit
 
     uri, _ = examples
     dataset = make_dataset(uri)
     dataset.units.append(WorkUnit(str(tmp_path / "gone.parquet"), 0, 10))
     with pytest.raises(FileNotFoundError):
-        list(dataset.batches(2))
+        list(dataset.batches(2, threads=threads))
 
 
 def test_text_bags_of_sliced_and_chunked_lists_and_null_lists_that_span_values():

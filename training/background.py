@@ -8,13 +8,16 @@ which cost more than decoding the batch on a 2-core host.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from queue import Full, Queue
 from typing import TypeVar
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 _POLL_SECONDS = 0.1  # how soon a producer notices that its consumer has gone
 
@@ -86,3 +89,40 @@ def round_robin(iterators: Sequence[Iterator[T]]) -> Iterator[T]:
                 yield next(iterator)
             except StopIteration:
                 active.remove(iterator)
+
+
+def fewest_first(
+    streams: Sequence[Iterator[T]], size: Callable[[T], int]
+) -> Iterator[tuple[int, T]]:
+    """(stream number, item) from several streams, the next item always from the stream whose
+    items so far add up to the smallest `size` (the lower number on ties), until all end.
+
+    Streams consumed in turn at the same rate (`round_robin` over batches of equal size) then
+    find their next item produced in about the order they need it."""
+    heap = [(0, number) for number in range(len(streams))]
+    while heap:
+        total, number = heapq.heappop(heap)
+        item = next(streams[number], None)
+        if item is not None:
+            yield number, item
+            heapq.heappush(heap, (total + size(item), number))
+
+
+def demultiplex(items: Iterable[tuple[K, T]], keys: Sequence[K]) -> list[Iterator[T]]:
+    """One iterator per key over the items tagged with it, all drawn from one stream of
+    `(key, item)`: an iterator that needs its next item keeps the other keys' items it meets
+    on the way until their iterators ask for them."""
+    stream = iter(items)
+    kept: dict[K, deque[T]] = {key: deque() for key in keys}
+
+    def of(key: K) -> Iterator[T]:
+        own = kept[key]
+        while True:
+            while not own:
+                tagged = next(stream, None)
+                if tagged is None:
+                    return
+                kept[tagged[0]].append(tagged[1])
+            yield own.popleft()
+
+    return [of(key) for key in keys]

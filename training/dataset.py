@@ -3,11 +3,14 @@
 `DeltaExamples.batches(num_workers)` is what the trainer iterates: each of the rank's shards is
 read block by block (a block: about `shuffle_buffer` rows of consecutive work units), a block is
 decoded once into tensors with its filter and shuffle applied in the same copy, and batches are
-views of it. With `num_workers` > 0, that many threads read and decode one shard each and hand
-their batches over as they are (no copy); with 0, blocks are decoded in the consuming thread
-while the next block is read in a thread of its own. A reader keeps its last few files open, so
-a file's footer is parsed once, not once per row group; a row group whose statistics rule out
-the filters is not read.
+views of it. With 0 workers, blocks are decoded in the consuming thread while the next block is
+read in a thread of its own. With `num_workers` W > 0, the rank reads W shards, each read a
+block ahead in a thread of its own, and decoded by `loader_threads(W)` threads (at most W, as
+many as the cores beside the consumer and the reads; 0 on a 2-core host: the consuming thread
+decodes), each serving its shards' blocks fewest rows first; decoded blocks are handed over as
+they are (no copy) and cut into batches in the consuming thread. The shards, not the threads,
+decide the batches. A reader keeps its last few files open, so a file's footer is parsed once,
+not once per row group; a row group whose statistics rule out the filters is not read.
 
 What the shuffle guarantees, for a given `(seed, epoch)` and world size (`shuffle` "rows" or
 "blocks"; "none" keeps units and rows as stored):
@@ -37,7 +40,10 @@ way by DataLoader worker), for code that wants worker processes.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import logging
+import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Literal, Protocol
@@ -48,7 +54,7 @@ import pyarrow.parquet as pq
 from torch.utils.data import IterableDataset, get_worker_info
 
 from freshlake import contract
-from freshlake.training.background import background, round_robin
+from freshlake.training.background import background, demultiplex, fewest_first, round_robin
 from freshlake.training.batch import (
     Batch,
     FeatureLayout,
@@ -66,11 +72,16 @@ from freshlake.training.units import (
     shard_units,
 )
 
+log = logging.getLogger(__name__)
+
 # shard -> (block, row): the next row that shard has not yet delivered.
 ShardPositions = Mapping[int, tuple[int, int]]
 
-# Blocks a worker thread keeps decoded ahead of the batches being consumed.
+# Blocks a loader thread keeps decoded ahead of the batches being consumed.
 DECODED_AHEAD = 2
+
+# A block as read: its rows and the indices of those passing the filters (None: all).
+Read = tuple[pa.Table, np.ndarray | None]
 
 Shuffle = Literal["rows", "blocks", "none"]
 
@@ -131,16 +142,26 @@ class DeltaExamples(IterableDataset):
         ordered = epoch_order(self.units, self.seed, self.epoch, self.shuffle != "none")
         return blocks(shard_units(ordered, shard, n_shards), self.shuffle_buffer)
 
-    def batches(self, num_workers: int = 0) -> Iterator[Batch]:
-        """This rank's batches of the epoch: its shards `rank * W + w` for `w < W`, decoded by
-        `num_workers` threads, in turn one batch of each (a DataLoader's order); 0 workers:
-        one shard, decoded in the calling thread."""
+    def batches(self, num_workers: int = 0, threads: int | None = None) -> Iterator[Batch]:
+        """This rank's batches of the epoch: its shards `rank * W + w` for `w < W`
+        (`W = num_workers`), one batch of each in turn (a DataLoader's order); 0 workers: one
+        shard, decoded in the calling thread.
+
+        Each shard is read ahead in a thread of its own; the blocks are decoded by `threads`
+        threads (None: `loader_threads(W)`), each serving every `threads`-th shard, or with 0
+        by the calling thread. Which thread decodes a shard changes nothing in its batches."""
         if num_workers == 0:
             return self.iter_shard(self.rank, self.world_size)
         n_shards = self.world_size * num_workers
-        first = self.rank * num_workers
-        workers = [self._worker(shard, n_shards) for shard in range(first, first + num_workers)]
-        return round_robin(workers)
+        shards = list(range(self.rank * num_workers, (self.rank + 1) * num_workers))
+        threads = min(loader_threads(num_workers) if threads is None else threads, num_workers)
+        sources: dict[int, Iterator[tuple[int, Batch]]] = {}
+        for served in [shards[first::threads] for first in range(threads)] if threads else [shards]:
+            decoded = self._decoded(served, n_shards, self.read_ahead)
+            if threads:
+                decoded = background(decoded, DECODED_AHEAD, f"loader-worker-{served[0]}")
+            sources.update(zip(served, demultiplex(decoded, served), strict=True))
+        return round_robin([self._slice(s, n_shards, sources[s]) for s in shards])
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
@@ -150,18 +171,29 @@ class DeltaExamples(IterableDataset):
 
     def iter_shard(self, shard: int, n_shards: int) -> Iterator[Batch]:
         """Batches of one shard from its resume position to the end of the epoch."""
-        return self._slice(shard, n_shards, self._decoded(shard, n_shards, self.read_ahead))
+        decoded = (item for _, item in self._decoded([shard], n_shards, self.read_ahead))
+        return self._slice(shard, n_shards, decoded)
 
-    def _worker(self, shard: int, n_shards: int) -> Iterator[Batch]:
-        """One shard's batches, its blocks read and decoded ahead by a thread of its own (started
-        now; it runs ahead of the consumer already, so it reads no further ahead)."""
-        decoded = self._decoded(shard, n_shards, read_ahead=0)
-        name = f"loader-worker-{shard}"
-        return self._slice(shard, n_shards, background(decoded, DECODED_AHEAD, name))
+    def _decoded(
+        self, shards: Sequence[int], n_shards: int, read_ahead: int
+    ) -> Iterator[tuple[int, tuple[int, Batch]]]:
+        """(shard, (index, block decoded)) for the `shards`' blocks from their resume blocks on,
+        the next block always of the shard with the fewest rows read so far; each shard's
+        Parquet reads run `read_ahead` blocks ahead in a thread of its own."""
+        reads = [self._read(shard, n_shards) for shard in shards]
+        if read_ahead:
+            reads = [
+                background(read, read_ahead, f"loader-read-{shard}")
+                for shard, read in zip(shards, reads, strict=True)
+            ]
+        for number, (index, (table, kept)) in fewest_first(reads, _read_rows):
+            shard = shards[number]
+            order = self._shuffled(table.num_rows, kept, shard, index)
+            block = to_batch(table, self.layout, self.extras, order)
+            yield shard, (index, block.pin_memory() if self.pin_memory else block)
 
-    def _decoded(self, shard: int, n_shards: int, read_ahead: int) -> Iterator[tuple[int, Batch]]:
-        """(index, block decoded) for the shard's blocks from its resume block on, Parquet reads
-        `read_ahead` blocks ahead in a thread."""
+    def _read(self, shard: int, n_shards: int) -> Iterator[tuple[int, Read]]:
+        """(index, block read) for the shard's blocks from its resume block on."""
         grouped = self.shard_blocks(shard, n_shards)
         start = self.resume.get(shard, (0, 0))[0]
         columns = list(dict.fromkeys([*self.layout.columns(), *self.extras]))
@@ -170,16 +202,9 @@ class DeltaExamples(IterableDataset):
         else:
             reader = _BlockReader([*columns, *self.transform.columns], self.filters)
             read = (self._transformed(reader.read(units), columns) for units in grouped[start:])
-        if read_ahead:
-            read = background(read, read_ahead, f"loader-read-{shard}")
-        for index, (table, kept) in enumerate(read, start):
-            order = self._shuffled(table.num_rows, kept, shard, index)
-            block = to_batch(table, self.layout, self.extras, order)
-            yield index, block.pin_memory() if self.pin_memory else block
+        return enumerate(read, start)
 
-    def _transformed(
-        self, read: tuple[pa.Table, np.ndarray | None], columns: Sequence[str]
-    ) -> tuple[pa.Table, None]:
+    def _transformed(self, read: Read, columns: Sequence[str]) -> tuple[pa.Table, None]:
         """A block as read, its rows passing the filters taken, through the transform."""
         table, kept = read
         if kept is not None:
@@ -262,7 +287,7 @@ class _BlockReader:
         self.filters = filters
         self.files: OrderedDict[str, pq.ParquetFile] = OrderedDict()
 
-    def read(self, units: Sequence[WorkUnit]) -> tuple[pa.Table, np.ndarray | None]:
+    def read(self, units: Sequence[WorkUnit]) -> Read:
         """The block's rows and the indices of those passing the filters (None: all)."""
         parts = [read_filtered(u, self.columns, self._file(u.uri), self.filters) for u in units]
         tables = [table for table, _ in parts]
@@ -282,6 +307,40 @@ class _BlockReader:
         while len(self.files) > self.OPEN_FILES:
             self.files.popitem(last=False)
         return file
+
+
+def loader_threads(num_workers: int) -> int:
+    """Threads that decode `num_workers` loader workers' shards: the cores this process may use
+    (its CPU affinity, shared with torchrun's other processes on the node, `LOCAL_WORLD_SIZE`)
+    less one for the consuming thread and one for the Parquet reads, at most `num_workers`.
+
+    0 (2 cores or fewer): the consuming thread decodes, as with 0 workers, while each shard is
+    read ahead in a thread of its own. A decoding thread without a core of its own costs more
+    than it overlaps: it competes with the reads and the consumer for the cores and the GIL
+    (2 cores, 2 workers decoded by 1 thread: about twice the context switches, more CPU)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    per_process = (cores or 1) // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    threads = max(0, min(num_workers, per_process - 2))
+    if threads < num_workers:
+        _log_capped(num_workers, threads, per_process)
+    return threads
+
+
+@functools.cache
+def _log_capped(num_workers: int, threads: int, cores: int) -> None:
+    log.info(
+        "loader: %d workers' shards decoded by %d thread(s) (0: the consuming thread), "
+        "each shard read ahead in a thread; %d cores for this process",
+        num_workers,
+        threads,
+        cores,
+    )
+
+
+def _read_rows(indexed: tuple[int, Read]) -> int:
+    """Rows of a block read that pass the filters."""
+    table, kept = indexed[1]
+    return table.num_rows if kept is None else len(kept)
 
 
 def _cuts(first: int, rows: int, size: int, carried: int) -> list[int]:
