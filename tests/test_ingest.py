@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -263,6 +265,54 @@ def test_a_run_commits_once_per_table_with_an_app_transaction_per_file(
     ]
     assert {t: lake.version(t) for t in TABLES} == {"impressions": 1, "actions": 0, "quarantine": 1}
     assert lake.read("impressions").count() == 9 + 1
+
+
+def test_files_of_a_kind_are_read_in_one_scan_each_record_with_its_own_file_and_clock(
+    spark, config, lake, tmp_path
+):
+    """Names with spaces, escapes, glob characters and non-ASCII letters; each record is judged
+    against its own file's modification time and keeps its own file's path."""
+    folder = tmp_path / "in" / "logs 100%25 #é"
+    names = ["a b.jsonl", "x+y[1].jsonl", "{a,b}*?.jsonl", "plain.jsonl"]
+    served = "2026-01-04T00:00:00Z"
+    for i, name in enumerate(names):
+        path = write_jsonl(
+            folder / name, [*GOOD[2 * i : 2 * i + 2], _impression(60 + i, served_at=served)]
+        )
+        # The first two files were written on Jan 5, the others on Jan 3: before `served`.
+        day = datetime(2026, 1, 5, tzinfo=UTC) if i < 2 else datetime(2026, 1, 3, 12, tzinfo=UTC)
+        day = day.timestamp()
+        os.utime(path, (day, day))
+
+    summary = ingest_files(config, spark, {"impressions": [str(folder)]})
+
+    by_name = {o.source_file.rsplit("/", 1)[-1]: o for o in summary.outcomes}
+    assert sorted(by_name) == sorted(names)
+    for i, name in enumerate(names):
+        outcome = by_name[name]
+        expected = {} if i < 2 else {"future_timestamp": 1}
+        assert (outcome.records, outcome.quarantined) == (3, expected), name
+        assert outcome.valid == 3 - len(expected)
+    rows = lake.read("impressions").groupBy("source_file").count().collect()
+    valid = {o.source_file: o.valid for o in summary.outcomes}
+    assert {r.source_file: r["count"] for r in rows} == valid
+    rejected = lake.read("quarantine").select("source_file").collect()
+    assert sorted(r.source_file for r in rejected) == sorted(
+        o.source_file for o in summary.outcomes if o.quarantined
+    )
+
+
+def test_a_record_of_no_listed_source_fails_the_run_before_any_commit(
+    spark, config, lake, tmp_path
+):
+    [file] = list_input_files(spark, [str(write_jsonl(tmp_path / "in" / "a.jsonl", GOOD[:2]))])
+    source = file_source(spark, "impressions", file)
+    assert source.scan is not None
+    stray = replace(source, scan=replace(source.scan, key="file:/somewhere/else.jsonl"))
+
+    with pytest.raises(Exception, match="a record of no listed source"):
+        ingest_sources(lake, config, [stray], run_id="stray", now=datetime.now(UTC))
+    assert lake.version("impressions") is None
 
 
 def test_directory_with_two_formats_needs_a_choice(spark, tmp_path):

@@ -13,11 +13,19 @@ from pyspark.sql import SparkSession
 
 from freshlake.config import Config
 from freshlake.features.validation import CONTRACTS
-from freshlake.ingest.loader import QUARANTINE_TABLE, IngestSummary, Source, ingest_sources
+from freshlake.ingest.loader import (
+    QUARANTINE_TABLE,
+    SCAN_KEY,
+    IngestSummary,
+    SharedScan,
+    Source,
+    ingest_sources,
+)
 from freshlake.ingest.sources import (
     NANOS_AS_LONG,
     InputFile,
     list_input_files,
+    read_json_lines,
     read_raw_records,
 )
 from freshlake.lake import open_lake
@@ -46,12 +54,19 @@ def file_source(spark: SparkSession, kind: str, file: InputFile) -> Source:
     Its modification time is the clock its event times are judged against, so a re-run after a
     crash classifies every record exactly as the first attempt did.
     """
+    scan = None
+    if file.format == "jsonl" and file.scanned_as is not None:
+        # Every JSON Lines file of a kind is read in one scan.
+        scan = SharedScan(
+            "jsonl", partial(read_json_lines, spark, file_column=SCAN_KEY), file.scanned_as
+        )
     return Source(
         CONTRACTS[kind],
         file.path,
         source_app_id(kind, file.fingerprint),
         file.modified_at,
         partial(read_raw_records, spark, file),
+        scan,
     )
 
 

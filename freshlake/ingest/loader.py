@@ -9,7 +9,10 @@ is deduplicated here; the batch builder deduplicates and counts.
 
 Each kind's records are read twice and checked about once: the write of the valid rows checks
 every record, and the quarantine pass checks again only those that the first one rejected
-(freshlake.ingest.rejects), so no checked intermediate is stored.
+(freshlake.ingest.rejects), so no checked intermediate is stored; a third, light read counts
+the records of each source. Sources that share a scan (`SharedScan`: every JSON Lines file of
+a run, say) are read in one, so a run of thousands of small files plans, compiles and
+schedules like a run of one.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial, reduce
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Observation
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from freshlake import contract
@@ -47,10 +50,23 @@ QUARANTINE_TABLE = contract.QUARANTINE
 SOURCE_INDEX = "_source_index"
 # The clock a checked record's event times are judged against: its source's.
 SOURCE_CLOCK = "_source_clock"
+# The column a shared scan names each record's source in (`SharedScan.key`).
+SCAN_KEY = "_scan_key"
 
 
 class ReconciliationError(RuntimeError):
     """A commit wrote a different number of rows than validation counted."""
+
+
+@dataclass(frozen=True)
+class SharedScan:
+    """How a source is read together with others: the sources of one kind whose scans have the
+    same `name` are read by one call of `read` (any of theirs) with all their names."""
+
+    name: str
+    # The named sources' raw records (`value`, `parse_error`), each with `SCAN_KEY`.
+    read: Callable[[Sequence[str]], DataFrame]
+    key: str  # this source's records' SCAN_KEY
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,7 @@ class Source:
     app_id: str  # the app transaction marking it as ingested into a table
     clock: datetime  # future event times are judged against it (a file's modification time)
     read: Callable[[], DataFrame]  # its raw records (`value`, `source_file`, `parse_error`)
+    scan: SharedScan | None = None  # read in one with other sources instead of by `read`
 
 
 @dataclass
@@ -229,8 +246,7 @@ def _ingest_kind(
         # Nothing written (or a concurrent run committed it), or the writer reported no
         # metrics: the quarantine pass checks every record.
         valid_pass = None
-    read = {i: Observation() for i in indexes}
-    raw = _raw_records(group, indexes, read)
+    raw = _raw_records(group, indexes)
     if valid_pass is not None and len(writers) == len(indexes):
         raw = candidates(raw, valid_pass.remembered(), SOURCE_INDEX)
     checked = _checked(raw, contract, config)
@@ -240,7 +256,7 @@ def _ingest_kind(
         .persist(StorageLevel.DISK_ONLY)
     )
     try:
-        _count(rejected, read, outcomes)
+        _count(rejected, _records_per_source(group, indexes), outcomes)
         if valid_pass is not None:
             _reconcile_valid_pass(valid_pass, [outcomes[i] for i in writers], contract.source)
         if result is not None:
@@ -253,22 +269,58 @@ def _ingest_kind(
 
 
 def _raw_records(
-    group: Sequence[tuple[Source, SourceOutcome]],
-    indexes: Sequence[int],
-    read: Mapping[int, Observation] | None = None,
+    group: Sequence[tuple[Source, SourceOutcome]], indexes: Sequence[int]
 ) -> DataFrame:
-    """The raw records of the group's sources at `indexes`, as one union, tagged by source and
-    its clock; with `read`, each source's records are counted as they are read (`records`)."""
-    frames = []
+    """The raw records of the group's sources at `indexes`, as one union, each tagged with its
+    source (`SOURCE_INDEX`) and that source's clock; sources sharing a scan are read in one."""
+    frames, shared = [], {}
     for index in indexes:
         source = group[index][0]
-        frame = source.read().select(
-            "*", F.lit(index).alias(SOURCE_INDEX), run_clock(source.clock).alias(SOURCE_CLOCK)
+        if source.scan is not None:
+            shared.setdefault(source.scan.name, []).append(index)
+            continue
+        frames.append(
+            source.read().select(
+                "*", F.lit(index).alias(SOURCE_INDEX), run_clock(source.clock).alias(SOURCE_CLOCK)
+            )
         )
-        if read is not None:
-            frame = frame.observe(read[index], F.count(F.lit(1)).alias("records"))
-        frames.append(frame)
+    frames += [_shared_scan(group, members) for members in shared.values()]
     return reduce(partial(DataFrame.unionByName, allowMissingColumns=True), frames)
+
+
+def _shared_scan(
+    group: Sequence[tuple[Source, SourceOutcome]], indexes: Sequence[int]
+) -> DataFrame:
+    """The raw records of the sources at `indexes`, which share a scan, read in one and tagged
+    by a broadcast join on their scan key; a record of no listed source fails the job."""
+    sources = [group[i][0] for i in indexes]
+    scan = sources[0].scan
+    assert scan is not None
+    raw = scan.read([s.name for s in sources])
+    tags = raw.sparkSession.createDataFrame(
+        [
+            (s.scan.key, i, s.name, s.clock if s.clock.tzinfo else s.clock.replace(tzinfo=UTC))
+            for i, s in zip(indexes, sources, strict=True)
+            if s.scan is not None
+        ],
+        f"{SCAN_KEY} string, {SOURCE_INDEX} int, source_file string, {SOURCE_CLOCK} timestamp",
+    )
+    unlisted = F.raise_error(F.concat(F.lit("a record of no listed source: "), F.col(SCAN_KEY)))
+    return raw.join(F.broadcast(tags), SCAN_KEY, "left").select(
+        "value",
+        "source_file",
+        "parse_error",
+        F.coalesce(F.col(SOURCE_INDEX), unlisted).alias(SOURCE_INDEX),
+        SOURCE_CLOCK,
+    )
+
+
+def _records_per_source(
+    group: Sequence[tuple[Source, SourceOutcome]], indexes: Sequence[int]
+) -> dict[int, int]:
+    """How many raw records each source at `indexes` holds."""
+    counts = _raw_records(group, indexes).groupBy(SOURCE_INDEX).count().collect()
+    return dict.fromkeys(indexes, 0) | {row[SOURCE_INDEX]: row["count"] for row in counts}
 
 
 def _checked(raw: DataFrame, contract: RecordContract, config: Config) -> DataFrame:
@@ -283,15 +335,15 @@ def _checked(raw: DataFrame, contract: RecordContract, config: Config) -> DataFr
 
 
 def _count(
-    rejected: DataFrame, read: Mapping[int, Observation], outcomes: Sequence[SourceOutcome]
+    rejected: DataFrame, records: Mapping[int, int], outcomes: Sequence[SourceOutcome]
 ) -> None:
-    """Fill in records (as read), quarantined (by reason) and valid of the sources in `read`."""
+    """Fill in records, quarantined (by reason) and valid of the sources in `records`."""
     for row in rejected.groupBy(SOURCE_INDEX, REASON).count().collect():
         outcomes[row[SOURCE_INDEX]].quarantined[row[REASON]] = row["count"]
-    for index, observation in read.items():
+    for index, count in records.items():
         outcome = outcomes[index]
         outcome.quarantined = dict(sorted(outcome.quarantined.items()))
-        outcome.records = observation.get["records"]
+        outcome.records = count
         outcome.valid = outcome.records - sum(outcome.quarantined.values())
 
 

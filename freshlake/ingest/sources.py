@@ -12,7 +12,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -51,6 +52,8 @@ class InputFile:
     size: int
     modified_ms: int
     format: Format
+    # The path as Spark's file scans report it in `_metadata.file_path` (URL-encoded).
+    scanned_as: str | None = None
 
     @property
     def modified_at(self) -> datetime:
@@ -75,6 +78,12 @@ def format_of(path: str) -> Format | None:
     return None
 
 
+def literal_path(path: str) -> str:
+    """A listed file's path as Spark's readers take it literally: they expand glob characters
+    (`*?[]{}` and the escaping backslash), which a file's own name may hold."""
+    return re.sub(r"([\\*?\[\]{}])", r"\\\1", path)
+
+
 def _qualified(pattern: str) -> str:
     """An absolute path for a local one: a Spark Connect server may run in another directory."""
     return pattern if "://" in pattern or ":/" in pattern else os.path.abspath(pattern)
@@ -85,8 +94,9 @@ def _depth(path: str) -> int:
     return len([part for part in urlparse(path).path.split("/") if part])
 
 
-def _listed_files(spark: SparkSession, pattern: str) -> list[tuple[str, int, int, bool]]:
-    """(path, size, modification ms, found in a directory) of every file a path or glob names.
+def _listed_files(spark: SparkSession, pattern: str) -> list[tuple[str, int, int, str, bool]]:
+    """(path, size, modification ms, path as scans report it, found in a directory) of every
+    file a path or glob names.
 
     Spark's own file listing (the `binaryFile` source without its content column, so no file is
     read) works the same on a classic session and through Spark Connect, for every URL Spark
@@ -102,7 +112,12 @@ def _listed_files(spark: SparkSession, pattern: str) -> list[tuple[str, int, int
             spark.read.format("binaryFile")
             .option("recursiveFileLookup", "true")
             .load(paths)
-            .select("path", "length", F.unix_millis("modificationTime").alias("modified_ms"))
+            .select(
+                "path",
+                "length",
+                F.unix_millis("modificationTime").alias("modified_ms"),
+                F.col("_metadata.file_path").alias("scanned_as"),
+            )
             .collect()
         )
     except AnalysisException as exc:
@@ -110,7 +125,7 @@ def _listed_files(spark: SparkSession, pattern: str) -> list[tuple[str, int, int
             return []
         raise
     depth = _depth(qualified)
-    return [(r.path, r.length, r.modified_ms, _depth(r.path) > depth) for r in rows]
+    return [(r.path, r.length, r.modified_ms, r.scanned_as, _depth(r.path) > depth) for r in rows]
 
 
 def list_input_files(
@@ -129,14 +144,14 @@ def list_input_files(
         if not listed:
             raise FileNotFoundError(f"no input files at {pattern}")
         found = []
-        for path, size, modified_ms, in_directory in listed:
+        for path, size, modified_ms, scanned_as, in_directory in listed:
             implied = format_of(path)
             chosen = implied if fmt == "auto" else fmt
             if in_directory and (implied is None or implied != chosen):
                 continue
             if chosen is None:
                 raise ValueError(f"cannot tell the format of {path}; pass --format")
-            found.append(InputFile(path, size, modified_ms, chosen))
+            found.append(InputFile(path, size, modified_ms, chosen, scanned_as))
         if not found:
             raise FileNotFoundError(f"no {fmt} input files at {pattern}")
         kinds = {f.format for f in found}
@@ -150,13 +165,13 @@ def read_raw_records(spark: SparkSession, file: InputFile) -> DataFrame:
     """The file as raw records: `value` (JSON text), `source_file`, `parse_error`."""
     if file.format == "jsonl":
         # Read as text so that a malformed line survives as a raw string for the quarantine.
-        frame = spark.read.text(file.path).select(
+        frame = spark.read.text(literal_path(file.path)).select(
             "value", F.lit(None).cast("string").alias("parse_error")
         )
     elif file.format == "csv":
         frame = _csv_records(spark, file.path)
     else:
-        rows = spark.read.parquet(file.path)
+        rows = spark.read.parquet(literal_path(file.path))
         nanos = set(nanosecond_timestamp_columns(file.path))
         fields = [_nanos_as_timestamp(c) if c in nanos else _column(c) for c in rows.columns]
         frame = rows.select(
@@ -164,6 +179,20 @@ def read_raw_records(spark: SparkSession, file: InputFile) -> DataFrame:
             F.lit(None).cast("string").alias("parse_error"),
         )
     return frame.select("value", F.lit(file.path).alias("source_file"), "parse_error")
+
+
+def read_json_lines(spark: SparkSession, paths: Sequence[str], file_column: str) -> DataFrame:
+    """JSON Lines files in one scan, as raw records (`value`, `parse_error`) with each record's
+    file in `file_column`, as `InputFile.scanned_as` names it.
+
+    One scan whatever the number of files: Spark packs small files into its tasks, and the
+    plan, its generated code and its compilation do not grow with the files.
+    """
+    return spark.read.text([literal_path(p) for p in paths]).select(
+        "value",
+        F.lit(None).cast("string").alias("parse_error"),
+        F.col("_metadata.file_path").alias(file_column),
+    )
 
 
 def nanosecond_timestamp_columns(path: str) -> list[str]:
@@ -200,7 +229,7 @@ def _quoted(name: str) -> str:
 
 
 def _first_line(spark: SparkSession, path: str) -> str:
-    first = spark.read.text(path).limit(1).collect()
+    first = spark.read.text(literal_path(path)).limit(1).collect()
     if not first:
         raise ValueError(f"{path}: empty CSV file, no header line")
     return first[0].value
@@ -225,7 +254,7 @@ def read_csv_strings(spark: SparkSession, path: str) -> DataFrame:
     """
     header_line = _first_line(spark, path)
     names = csv_columns(header_line)
-    lines = spark.read.text(path).where(F.col("value") != F.lit(header_line))
+    lines = spark.read.text(literal_path(path)).where(F.col("value") != F.lit(header_line))
     ddl = ", ".join(f"{_quoted(name)} STRING" for name in names)
     parsed = F.from_csv(F.col("value"), ddl, {"escape": '"', "mode": "PERMISSIVE"})
     unquoted = F.regexp_replace(F.col("value"), r'"[^"]*"', "")
@@ -253,7 +282,7 @@ def _csv_records(spark: SparkSession, path: str) -> DataFrame:
     if repeated:
         # Which of the repeated columns a field is cannot be told: every line is quarantined
         # (malformed_row) with the reason, instead of the file failing the run.
-        lines = spark.read.text(path).where(F.col("value") != F.lit(header_line))
+        lines = spark.read.text(literal_path(path)).where(F.col("value") != F.lit(header_line))
         return lines.select(
             F.col("value"),
             F.lit(f"CSV header repeats column names: {', '.join(repeated)}").alias("parse_error"),
