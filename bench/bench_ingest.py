@@ -3,7 +3,9 @@
     .venv/bin/python bench/bench_ingest.py --impressions 10000000 --format jsonl
 
 Generates the logs with `freshlake.synth` into --logs (default /tmp/freshlake-bench-<N>-<fmt>)
-when they are not there yet, and reuses them on later runs. Both measurements run in one process
+when they are not there yet, and reuses them on later runs; `--lines-per-file N` runs on a copy
+cut into files of N lines (made once, beside the logs), as log shippers write many small files.
+Both measurements run in one process
 on one Spark session, after an untimed warm-up (the baseline on one file) so that neither pays
 for the JVM's first jobs:
 1. baseline: `spark.read` of every impression and action file (JSONL with an explicit schema,
@@ -50,6 +52,31 @@ def ensure_logs(out: Path, impressions: int, fmt: str, seed: int) -> dict:
     if manifest["settings"]["impressions"] != impressions or fmt not in manifest["formats"]:
         raise SystemExit(f"{out} holds other logs; pass another --logs or delete it")
     return manifest
+
+
+def split_logs(out: Path, lines_per_file: int) -> Path:
+    """A copy of the JSONL logs in `out` cut into files of `lines_per_file` lines (made once)."""
+    split = out.with_name(f"{out.name}-split{lines_per_file}")
+    if (split / MANIFEST).exists():
+        return split
+    shutil.rmtree(split, ignore_errors=True)
+    for kind in KINDS:
+        (split / kind).mkdir(parents=True)
+        part, lines, target = 0, 0, None
+        for source in sorted((out / kind).glob("*.jsonl")):
+            with source.open("rb") as records:
+                for line in records:
+                    if target is None or lines == lines_per_file:
+                        if target is not None:
+                            target.close()
+                        target = (split / kind / f"part-{part:06d}.jsonl").open("wb")
+                        part, lines = part + 1, 0
+                    target.write(line)
+                    lines += 1
+        if target is not None:
+            target.close()
+    shutil.copy(out / MANIFEST, split / MANIFEST)
+    return split
 
 
 def baseline(spark, out: Path, fmt: str, scratch: Path, files_per_kind: int | None = None) -> int:
@@ -115,9 +142,19 @@ def main() -> int:
     parser.add_argument("--logs", type=Path, help="log folder (generated when missing)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/freshlake-bench-ingest"))
+    parser.add_argument(
+        "--lines-per-file",
+        type=int,
+        help="cut the JSONL logs into files of this many lines (many small files, as log "
+        "shippers write them)",
+    )
     args = parser.parse_args()
     out = args.logs or Path(f"/tmp/freshlake-bench-{args.impressions}-{args.format}")
     manifest = ensure_logs(out, args.impressions, args.format, args.seed)["formats"][args.format]
+    if args.lines_per_file:
+        if args.format != "jsonl":
+            raise SystemExit("--lines-per-file cuts JSONL logs only")
+        out = split_logs(out, args.lines_per_file)
 
     shutil.rmtree(args.scratch, ignore_errors=True)
     spark = get_spark(load_config())
@@ -139,8 +176,10 @@ def main() -> int:
     for kind in KINDS:
         assert summary.valid(kind) == manifest[kind]["valid"], kind
     print("\n".join(summary.lines()))
+    files = sum(len(list((out / kind).glob(f"*.{args.format}"))) for kind in KINDS)
     print(
-        f"input: {out} ({args.format}), {rows:,} records ({manifest['impressions']['records']:,} impressions)"
+        f"input: {out} ({args.format}), {rows:,} records "
+        f"({manifest['impressions']['records']:,} impressions) in {files:,} files"
     )
     for label, n, wall, spent in (
         ("baseline  spark read + parquet write", base_rows, base_s, base_cpu),
