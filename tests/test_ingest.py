@@ -315,6 +315,22 @@ def test_a_record_of_no_listed_source_fails_the_run_before_any_commit(
     assert lake.version("impressions") is None
 
 
+def test_a_file_changed_since_it_was_listed_fails_the_run_before_any_commit(
+    spark, config, lake, tmp_path
+):
+    """A log still being appended to: its records are not those of the listed identity."""
+    path = write_jsonl(tmp_path / "in" / "a.jsonl", GOOD[:2])
+    [file] = list_input_files(spark, [str(path)])
+    with path.open("a") as log:
+        log.write(json.dumps(GOOD[2]) + "\n")
+
+    source = file_source(spark, "impressions", file)
+    with pytest.raises(Exception, match="changed since it was listed"):
+        ingest_sources(lake, config, [source], run_id="grown", now=datetime.now(UTC))
+    assert lake.version("impressions") is None
+    assert ingest_files(config, spark, {"impressions": [str(path)]}).valid("impressions") == 3
+
+
 def test_directory_with_two_formats_needs_a_choice(spark, tmp_path):
     folder = tmp_path / "impressions"
     write_jsonl(folder / "part-00000.jsonl", GOOD)

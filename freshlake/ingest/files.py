@@ -55,10 +55,10 @@ def file_source(spark: SparkSession, kind: str, file: InputFile) -> Source:
     crash classifies every record exactly as the first attempt did.
     """
     scan = None
-    if file.format == "jsonl" and file.scanned_as is not None:
+    if file.format == "jsonl" and file.scan_key is not None:
         # Every JSON Lines file of a kind is read in one scan.
         scan = SharedScan(
-            "jsonl", partial(read_json_lines, spark, file_column=SCAN_KEY), file.scanned_as
+            "jsonl", partial(read_json_lines, spark, file_column=SCAN_KEY), file.scan_key
         )
     return Source(
         CONTRACTS[kind],

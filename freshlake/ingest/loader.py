@@ -292,7 +292,8 @@ def _shared_scan(
     group: Sequence[tuple[Source, SourceOutcome]], indexes: Sequence[int]
 ) -> DataFrame:
     """The raw records of the sources at `indexes`, which share a scan, read in one and tagged
-    by a broadcast join on their scan key; a record of no listed source fails the job."""
+    by a broadcast join on their scan key; a record of no listed source (a file changed since
+    it was listed, say) fails the job."""
     sources = [group[i][0] for i in indexes]
     scan = sources[0].scan
     assert scan is not None
@@ -305,7 +306,12 @@ def _shared_scan(
         ],
         f"{SCAN_KEY} string, {SOURCE_INDEX} int, source_file string, {SOURCE_CLOCK} timestamp",
     )
-    unlisted = F.raise_error(F.concat(F.lit("a record of no listed source: "), F.col(SCAN_KEY)))
+    unlisted = F.raise_error(
+        F.concat(
+            F.lit("a record of no listed source, or of one changed since it was listed: "),
+            F.col(SCAN_KEY),
+        )
+    )
     return raw.join(F.broadcast(tags), SCAN_KEY, "left").select(
         "value",
         "source_file",

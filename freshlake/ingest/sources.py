@@ -61,6 +61,14 @@ class InputFile:
         return datetime.fromtimestamp(self.modified_ms / 1000, UTC)
 
     @property
+    def scan_key(self) -> str | None:
+        """What `read_json_lines` tags this file's records with while its path, size and
+        modification time are still those listed (None when the listing had no scan path)."""
+        if self.scanned_as is None:
+            return None
+        return f"{self.scanned_as}\n{self.size}\n{self.modified_ms}"
+
+    @property
     def fingerprint(self) -> str:
         """Stable id of (path, size, modification time): a changed file is a new input."""
         key = f"{self.path}\n{self.size}\n{self.modified_ms}"
@@ -183,15 +191,20 @@ def read_raw_records(spark: SparkSession, file: InputFile) -> DataFrame:
 
 def read_json_lines(spark: SparkSession, paths: Sequence[str], file_column: str) -> DataFrame:
     """JSON Lines files in one scan, as raw records (`value`, `parse_error`) with each record's
-    file in `file_column`, as `InputFile.scanned_as` names it.
+    file in `file_column`: its `InputFile.scan_key` while the file is as it was listed, another
+    key once it has changed (its size or modification time as read differ).
 
     One scan whatever the number of files: Spark packs small files into its tasks, and the
     plan, its generated code and its compilation do not grow with the files.
     """
+    as_read = F.concat_ws(
+        "\n",
+        F.col("_metadata.file_path"),
+        F.col("_metadata.file_size").cast("string"),
+        F.unix_millis(F.col("_metadata.file_modification_time")).cast("string"),
+    )
     return spark.read.text([literal_path(p) for p in paths]).select(
-        "value",
-        F.lit(None).cast("string").alias("parse_error"),
-        F.col("_metadata.file_path").alias(file_column),
+        "value", F.lit(None).cast("string").alias("parse_error"), as_read.alias(file_column)
     )
 
 
