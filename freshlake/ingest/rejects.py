@@ -108,8 +108,7 @@ def candidates(raw: DataFrame, remembered: RememberedRejects, source_index: str)
     """The records of `raw` that may be rejected ones: hash (`raw_record_hash`) remembered, or
     at most `remembered.up_to`.
 
-    A join with the hashes broadcast; never a filter on a constant, which Spark's optimizer would
-    replace by an empty relation, taking the observations of the reads below it away.
+    A join with the hashes broadcast (a DataFrame of them, not a constant in the plan).
     """
     rows = [(h, True) for h in remembered.hashes]
     known = raw.sparkSession.createDataFrame(rows, f"{REJECT_HASH} long, {KNOWN} boolean")
