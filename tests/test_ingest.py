@@ -315,14 +315,30 @@ def test_a_record_of_no_listed_source_fails_the_run_before_any_commit(
     assert lake.version("impressions") is None
 
 
+def _write_log(path: Path, records: list[dict]) -> Path:
+    """`records` as a JSONL, CSV (a header, nested values as JSON text) or Parquet file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".jsonl":
+        return write_jsonl(path, records)
+    if path.suffix == ".csv":
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows(records)
+        return path
+    pq.write_table(pa.Table.from_pylist(records), path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_a_file_changed_since_it_was_listed_fails_the_run_before_any_commit(
-    spark, config, lake, tmp_path
+    spark, config, lake, tmp_path, suffix
 ):
-    """A log still being appended to: its records are not those of the listed identity."""
-    path = write_jsonl(tmp_path / "in" / "a.jsonl", GOOD[:2])
+    """A log still being written to: its records are not those of the listed identity."""
+    path = _write_log(tmp_path / "in" / f"a{suffix}", GOOD[:2])
     [file] = list_input_files(spark, [str(path)])
-    with path.open("a") as log:
-        log.write(json.dumps(GOOD[2]) + "\n")
+    _write_log(path, GOOD[:3])
+    os.utime(path, (file.modified_ms / 1000 + 5,) * 2)
 
     source = file_source(spark, "impressions", file)
     with pytest.raises(Exception, match="changed since it was listed"):

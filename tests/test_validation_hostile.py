@@ -209,7 +209,7 @@ def _input_file(path: Path, fmt: str):
     from freshlake.ingest.sources import InputFile
 
     stat = path.stat()
-    return InputFile(f"file:{path}", stat.st_size, int(stat.st_mtime * 1000), fmt)
+    return InputFile(f"file:{path}", stat.st_size, stat.st_mtime_ns // 1_000_000, fmt)
 
 
 def _check_jsonl(spark, config, tmp_path_factory, records):

@@ -173,17 +173,20 @@ def read_raw_records(spark: SparkSession, file: InputFile) -> DataFrame:
     """The file as raw records: `value` (JSON text), `source_file`, `parse_error`."""
     if file.format == "jsonl":
         # Read as text so that a malformed line survives as a raw string for the quarantine.
-        frame = spark.read.text(literal_path(file.path)).select(
-            "value", F.lit(None).cast("string").alias("parse_error")
+        lines = spark.read.text(literal_path(file.path))
+        frame = lines.select(
+            _as_listed(lines, file, F.col("value")).alias("value"),
+            F.lit(None).cast("string").alias("parse_error"),
         )
     elif file.format == "csv":
-        frame = _csv_records(spark, file.path)
+        frame = _csv_records(spark, file)
     else:
         rows = spark.read.parquet(literal_path(file.path))
         nanos = set(nanosecond_timestamp_columns(file.path))
         fields = [_nanos_as_timestamp(c) if c in nanos else _column(c) for c in rows.columns]
+        value = F.to_json(F.struct(*fields), JSON_OPTIONS)
         frame = rows.select(
-            F.to_json(F.struct(*fields), JSON_OPTIONS).alias("value"),
+            _as_listed(rows, file, value).alias("value"),
             F.lit(None).cast("string").alias("parse_error"),
         )
     return frame.select("value", F.lit(file.path).alias("source_file"), "parse_error")
@@ -206,6 +209,17 @@ def read_json_lines(spark: SparkSession, paths: Sequence[str], file_column: str)
     return spark.read.text([literal_path(p) for p in paths]).select(
         "value", F.lit(None).cast("string").alias("parse_error"), as_read.alias(file_column)
     )
+
+
+def _as_listed(frame: DataFrame, file: InputFile, column: Column) -> Column:
+    """`column` of `frame`, a scan of `file` alone; an error failing the job for a record read
+    while the file's size or modification time differ from its listing (it changed since)."""
+    read = frame.metadataColumn("_metadata")
+    changed = (read.getField("file_size") != F.lit(file.size)) | (
+        F.unix_millis(read.getField("file_modification_time")) != F.lit(file.modified_ms)
+    )
+    error = F.raise_error(F.lit(f"{file.path} changed since it was listed"))
+    return F.when(changed, error).otherwise(column)
 
 
 def nanosecond_timestamp_columns(path: str) -> list[str]:
@@ -257,17 +271,28 @@ def csv_columns(header_line: str) -> list[str]:
     return [name.strip() or f"_c{i}" for i, name in enumerate(names)]
 
 
-def read_csv_strings(spark: SparkSession, path: str) -> DataFrame:
+def _data_lines(
+    spark: SparkSession, path: str, header_line: str, listed: InputFile | None
+) -> DataFrame:
+    """The lines of a CSV file other than its header, as `value`; with `listed`, as listed."""
+    lines = spark.read.text(literal_path(path))
+    if listed is not None:
+        lines = lines.select(_as_listed(lines, listed, F.col("value")).alias("value"))
+    return lines.where(F.col("value") != F.lit(header_line))
+
+
+def read_csv_strings(spark: SparkSession, path: str, listed: InputFile | None = None) -> DataFrame:
     """A CSV file with a header as all-string columns, plus `_corrupt_record` for broken lines.
 
     Each line is one record (quoted fields may not span lines); quotes inside quoted fields
     are doubled (RFC 4180, as Python's csv and pandas write them). A line with a different
     number of fields than the header, or an unclosed quote, is broken: its columns are NULL
     and `_corrupt_record` holds the line. (Spark's CSV reader silently pads short lines.)
+    With `listed` (the file's listing), a line read from the file once changed fails the job.
     """
     header_line = _first_line(spark, path)
     names = csv_columns(header_line)
-    lines = spark.read.text(literal_path(path)).where(F.col("value") != F.lit(header_line))
+    lines = _data_lines(spark, path, header_line, listed)
     ddl = ", ".join(f"{_quoted(name)} STRING" for name in names)
     parsed = F.from_csv(F.col("value"), ddl, {"escape": '"', "mode": "PERMISSIVE"})
     unquoted = F.regexp_replace(F.col("value"), r'"[^"]*"', "")
@@ -289,18 +314,18 @@ def repeated_csv_columns(names: list[str]) -> list[str]:
     return sorted({name for name in names if seen[name.lower()] > 1})
 
 
-def _csv_records(spark: SparkSession, path: str) -> DataFrame:
-    header_line = _first_line(spark, path)
+def _csv_records(spark: SparkSession, file: InputFile) -> DataFrame:
+    header_line = _first_line(spark, file.path)
     repeated = repeated_csv_columns(csv_columns(header_line))
     if repeated:
         # Which of the repeated columns a field is cannot be told: every line is quarantined
         # (malformed_row) with the reason, instead of the file failing the run.
-        lines = spark.read.text(literal_path(path)).where(F.col("value") != F.lit(header_line))
+        lines = _data_lines(spark, file.path, header_line, file)
         return lines.select(
             F.col("value"),
             F.lit(f"CSV header repeats column names: {', '.join(repeated)}").alias("parse_error"),
         )
-    rows = read_csv_strings(spark, path)
+    rows = read_csv_strings(spark, file.path, file)
     data = [c for c in rows.columns if c != CORRUPT_COLUMN]
     broken = F.col(CORRUPT_COLUMN).isNotNull()
     return rows.select(
