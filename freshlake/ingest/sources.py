@@ -290,7 +290,13 @@ def read_csv_strings(spark: SparkSession, path: str, listed: InputFile | None = 
     and `_corrupt_record` holds the line. (Spark's CSV reader silently pads short lines.)
     With `listed` (the file's listing), a line read from the file once changed fails the job.
     """
-    header_line = _first_line(spark, path)
+    return _csv_strings(spark, path, _first_line(spark, path), listed)
+
+
+def _csv_strings(
+    spark: SparkSession, path: str, header_line: str, listed: InputFile | None
+) -> DataFrame:
+    """`read_csv_strings` of a file whose header line is already known."""
     names = csv_columns(header_line)
     lines = _data_lines(spark, path, header_line, listed)
     ddl = ", ".join(f"{_quoted(name)} STRING" for name in names)
@@ -325,7 +331,7 @@ def _csv_records(spark: SparkSession, file: InputFile) -> DataFrame:
             F.col("value"),
             F.lit(f"CSV header repeats column names: {', '.join(repeated)}").alias("parse_error"),
         )
-    rows = read_csv_strings(spark, file.path, file)
+    rows = _csv_strings(spark, file.path, header_line, file)
     data = [c for c in rows.columns if c != CORRUPT_COLUMN]
     broken = F.col(CORRUPT_COLUMN).isNotNull()
     return rows.select(
