@@ -9,7 +9,7 @@ Measured, each `--repeat` times in turns (best wall time and its CPU time are pr
 - raw pyarrow: `read_row_group` of every work unit (pyarrow's own threads);
 - the default loader in both shuffle modes (`training.shuffle`: blocks, the default, and rows),
   with 0 workers (decode in the consuming thread, reads a block ahead in a thread) and 2 workers
-  (2 shards, each read ahead in a thread, decoded by `loader_threads(2)` threads: 0 on 2 cores,
+  (2 shards, read ahead in one thread, decoded by `loader_threads(2)` threads: 0 on 2 cores,
   where the consuming thread decodes; printed in the header);
 - torch's DataLoader over the same dataset with 2 worker processes, for reference;
 - a no-op training step fed as the trainer feeds it (`train_dataset` / `epoch_batches`: train
@@ -167,7 +167,7 @@ def main() -> int:
             f"table: {snapshot.num_rows} rows, {len(snapshot.files)} files, "
             f"{len(layout.columns())} columns read, batch {args.batch_size}, "
             f"best of {args.repeat}; 2 workers: {loader_threads(2)} decoding thread(s) here "
-            "(0: the consuming thread decodes, each shard read ahead in a thread)"
+            "(0: the consuming thread decodes, the shards read ahead in one thread)"
         )
         size = args.batch_size
         cases: dict[str, Callable[[], int]] = {

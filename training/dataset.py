@@ -4,10 +4,11 @@
 read block by block (a block: about `shuffle_buffer` rows of consecutive work units), a block is
 decoded once into tensors with its filter and shuffle applied in the same copy, and batches are
 views of it. With 0 workers, blocks are decoded in the consuming thread while the next block is
-read in a thread of its own. With `num_workers` W > 0, the rank reads W shards, each read a
-block ahead in a thread of its own, and decoded by `loader_threads(W)` threads (at most W, as
-many as the cores beside the consumer and the reads; 0 on a 2-core host: the consuming thread
-decodes), each serving its shards' blocks fewest rows first; decoded blocks are handed over as
+read in a thread of its own. With `num_workers` W > 0, the rank reads W shards, decoded by
+`loader_threads(W)` threads (at most W, as many as the cores beside the consumer and the reads;
+0 on a 2-core host: the consuming thread decodes), each serving its shards' blocks fewest rows
+first, with its shards' reads a block ahead in one thread (so a 2-core host has as many reads in
+flight with W workers as with 0); decoded blocks are handed over as
 they are (no copy) and cut into batches in the consuming thread. The shards, not the threads,
 decide the batches. A reader keeps its last few files open, so a file's footer is parsed once,
 not once per row group; a row group whose statistics rule out the filters is not read.
@@ -147,7 +148,7 @@ class DeltaExamples(IterableDataset):
         (`W = num_workers`), one batch of each in turn (a DataLoader's order); 0 workers: one
         shard, decoded in the calling thread.
 
-        Each shard is read ahead in a thread of its own; the blocks are decoded by `threads`
+        The shards a thread decodes are read ahead in one thread; the blocks are decoded by `threads`
         threads (None: `loader_threads(W)`), each serving every `threads`-th shard, or with 0
         by the calling thread. Which thread decodes a shard changes nothing in its batches."""
         if num_workers == 0:
@@ -178,15 +179,13 @@ class DeltaExamples(IterableDataset):
         self, shards: Sequence[int], n_shards: int, read_ahead: int
     ) -> Iterator[tuple[int, tuple[int, Batch]]]:
         """(shard, (index, block decoded)) for the `shards`' blocks from their resume blocks on,
-        the next block always of the shard with the fewest rows read so far; each shard's
-        Parquet reads run `read_ahead` blocks ahead in a thread of its own."""
-        reads = [self._read(shard, n_shards) for shard in shards]
+        the next block always of the shard with the fewest rows read so far. The shards'
+        Parquet reads run `read_ahead` blocks ahead in one thread: as many reads in flight as
+        with one shard, whatever the number of shards a decoding thread serves."""
+        reads = fewest_first([self._read(shard, n_shards) for shard in shards], _read_rows)
         if read_ahead:
-            reads = [
-                background(read, read_ahead, f"loader-read-{shard}")
-                for shard, read in zip(shards, reads, strict=True)
-            ]
-        for number, (index, (table, kept)) in fewest_first(reads, _read_rows):
+            reads = background(reads, read_ahead, f"loader-read-{shards[0]}")
+        for number, (index, (table, kept)) in reads:
             shard = shards[number]
             order = self._shuffled(table.num_rows, kept, shard, index)
             block = to_batch(table, self.layout, self.extras, order)
@@ -314,8 +313,8 @@ def loader_threads(num_workers: int) -> int:
     (its CPU affinity, shared with torchrun's other processes on the node, `LOCAL_WORLD_SIZE`)
     less one for the consuming thread and one for the Parquet reads, at most `num_workers`.
 
-    0 (2 cores or fewer): the consuming thread decodes, as with 0 workers, while each shard is
-    read ahead in a thread of its own. A decoding thread without a core of its own costs more
+    0 (2 cores or fewer): the consuming thread decodes, as with 0 workers, while the shards are
+    read ahead in one thread, as the one shard is with 0 workers. A decoding thread without a core of its own costs more
     than it overlaps: it competes with the reads and the consumer for the cores and the GIL
     (2 cores, 2 workers decoded by 1 thread: about twice the context switches, more CPU)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -330,7 +329,7 @@ def loader_threads(num_workers: int) -> int:
 def _log_capped(num_workers: int, threads: int, cores: int) -> None:
     log.info(
         "loader: %d workers' shards decoded by %d thread(s) (0: the consuming thread), "
-        "each shard read ahead in a thread; %d cores for this process",
+        "their reads ahead in one thread; %d cores for this process",
         num_workers,
         threads,
         cores,
