@@ -4,14 +4,17 @@
 
 Generates the logs with `freshlake.synth` into --logs (default /tmp/freshlake-bench-<N>-<fmt>)
 when they are not there yet, and reuses them on later runs; `--lines-per-file N` runs on a copy
-cut into files of N lines (made once, beside the logs), as log shippers write many small files.
-Both measurements run in one process
-on one Spark session, after an untimed warm-up (the baseline on one file) so that neither pays
-for the JVM's first jobs:
+cut into files of N lines (Parquet: N rows; made once, beside the logs), as log shippers write
+many small files. All measurements run in one process on one Spark session, after an untimed
+warm-up (the baseline on one file) so that none pays for the JVM's first jobs:
 1. baseline: `spark.read` of every impression and action file (JSONL with an explicit schema,
    or Parquet) and `df.write.parquet` of the same rows, no validation, no Delta;
 2. freshlake: `ingest_files` into a fresh lake (parse, validate, quarantine, one Delta commit
-   per table, job record).
+   per table, job record);
+3. floor (JSONL), last, so the JIT has already compiled the parse: the same lines parsed as
+   validation parses them, into a string map whose nested objects are parsed once more, cast
+   to the baseline's types and written as Parquet: what seeing every key of every record
+   costs with Spark's own parsers before any check runs.
 Prints records, wall seconds, records/s and Spark CPU seconds (JVM + Python workers, steadier
 than wall time on a shared machine) for each, the ratios freshlake / baseline, and the ingest's
 JVM CPU by thread (tasks, JIT compilers, GC, the driver's planning and code generation).
@@ -54,14 +57,18 @@ def ensure_logs(out: Path, impressions: int, fmt: str, seed: int) -> dict:
     return manifest
 
 
-def split_logs(out: Path, lines_per_file: int) -> Path:
-    """A copy of the JSONL logs in `out` cut into files of `lines_per_file` lines (made once)."""
+def split_logs(out: Path, lines_per_file: int, fmt: str) -> Path:
+    """A copy of the logs in `out` cut into files of `lines_per_file` lines, or Parquet files
+    of at most that many rows (made once)."""
     split = out.with_name(f"{out.name}-split{lines_per_file}")
     if (split / MANIFEST).exists():
         return split
     shutil.rmtree(split, ignore_errors=True)
     for kind in KINDS:
         (split / kind).mkdir(parents=True)
+        if fmt == "parquet":
+            _split_parquet(out / kind, split / kind, lines_per_file)
+            continue
         part, lines, target = 0, 0, None
         for source in sorted((out / kind).glob("*.jsonl")):
             with source.open("rb") as records:
@@ -79,6 +86,17 @@ def split_logs(out: Path, lines_per_file: int) -> Path:
     return split
 
 
+def _split_parquet(source: Path, target: Path, rows_per_file: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    part = 0
+    for path in sorted(source.glob("*.parquet")):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows_per_file):
+            pq.write_table(pa.Table.from_batches([batch]), target / f"part-{part:06d}.parquet")
+            part += 1
+
+
 def baseline(spark, out: Path, fmt: str, scratch: Path, files_per_kind: int | None = None) -> int:
     """Plain Spark: read every log file and write the same rows as Parquet; the rows written."""
     from pyspark.sql.pandas.types import from_arrow_schema
@@ -94,6 +112,38 @@ def baseline(spark, out: Path, fmt: str, scratch: Path, files_per_kind: int | No
         else:
             df = spark.read.parquet(*files)
         df.write.mode("overwrite").parquet(str(scratch / kind))
+        rows += spark.read.parquet(str(scratch / kind)).count()
+    return rows
+
+
+def map_parse_floor(spark, out: Path, scratch: Path) -> int:
+    """The least a check of every record's keys costs with Spark's own parsers: each line parsed
+    into a string map (as validation parses it: unknown and repeated names stay visible, which a
+    typed read drops), nested objects parsed once more, each field cast to the baseline's type
+    and written as Parquet. No checks, no quarantine, no Delta. The rows written."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.sql.types import StructType
+
+    from freshlake.synth.schemas import ACTIONS_SCHEMA, IMPRESSIONS_SCHEMA
+
+    schemas = {"impressions": IMPRESSIONS_SCHEMA, "actions": ACTIONS_SCHEMA}
+    string_map = "map<string,string>"
+
+    def typed(text, data_type):
+        if not isinstance(data_type, StructType):
+            return text.try_cast(data_type)
+        nested = F.from_json(text, string_map)
+        return F.struct(*[typed(nested[f.name], f.dataType).alias(f.name) for f in data_type])
+
+    rows = 0
+    for kind in KINDS:
+        files = sorted(str(p) for p in (out / kind).glob("*.jsonl"))
+        record = F.from_json("value", string_map)
+        parsed = spark.read.text(files).select(record.alias("record"))
+        fields = from_arrow_schema(schemas[kind]).fields
+        columns = [typed(F.col("record")[f.name], f.dataType).alias(f.name) for f in fields]
+        parsed.select(*columns).write.mode("overwrite").parquet(str(scratch / kind))
         rows += spark.read.parquet(str(scratch / kind)).count()
     return rows
 
@@ -145,16 +195,14 @@ def main() -> int:
     parser.add_argument(
         "--lines-per-file",
         type=int,
-        help="cut the JSONL logs into files of this many lines (many small files, as log "
+        help="cut the logs into files of this many lines or rows (many small files, as log "
         "shippers write them)",
     )
     args = parser.parse_args()
     out = args.logs or Path(f"/tmp/freshlake-bench-{args.impressions}-{args.format}")
     manifest = ensure_logs(out, args.impressions, args.format, args.seed)["formats"][args.format]
     if args.lines_per_file:
-        if args.format != "jsonl":
-            raise SystemExit("--lines-per-file cuts JSONL logs only")
-        out = split_logs(out, args.lines_per_file)
+        out = split_logs(out, args.lines_per_file, args.format)
 
     shutil.rmtree(args.scratch, ignore_errors=True)
     spark = get_spark(load_config())
@@ -169,6 +217,9 @@ def main() -> int:
     )
     threads = jvm_cpu_by_thread(jvm)
     threads.subtract(threads_before)
+    floor = None
+    if args.format == "jsonl":  # after the ingest: the JIT has compiled its parse for it
+        floor = timed(lambda: map_parse_floor(spark, out, args.scratch / "floor"), jvm)
     rows = sum(summary.records(k) for k in KINDS)
 
     expected = sum(manifest[k]["records"] for k in KINDS)
@@ -181,10 +232,11 @@ def main() -> int:
         f"input: {out} ({args.format}), {rows:,} records "
         f"({manifest['impressions']['records']:,} impressions) in {files:,} files"
     )
-    for label, n, wall, spent in (
-        ("baseline  spark read + parquet write", base_rows, base_s, base_cpu),
-        ("freshlake ingest (validate + delta) ", rows, seconds, cpu),
-    ):
+    measured = [("baseline  spark read + parquet write", base_rows, base_s, base_cpu)]
+    if floor is not None:
+        measured.append(("floor     string-map parse + write ", *floor))
+    measured.append(("freshlake ingest (validate + delta) ", rows, seconds, cpu))
+    for label, n, wall, spent in measured:
         print(f"{label}: {n:>12,} rows {wall:8.1f} s {n / wall:>10,.0f} rows/s {spent:8.1f} s cpu")
     print(
         "freshlake ingest JVM CPU by thread: "
@@ -194,6 +246,13 @@ def main() -> int:
         f"ratio freshlake / baseline: throughput {(rows / seconds) / (base_rows / base_s):.2f}, "
         f"CPU per row {(cpu / rows) / (base_cpu / base_rows):.2f}"
     )
+    if floor is not None:
+        floor_rows, floor_s, floor_cpu = floor
+        print(
+            "ratio floor / baseline (the string-map parse alone): throughput "
+            f"{(floor_rows / floor_s) / (base_rows / base_s):.2f}, "
+            f"CPU per row {(floor_cpu / floor_rows) / (base_cpu / base_rows):.2f}"
+        )
     return 0
 
 

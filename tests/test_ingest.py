@@ -18,7 +18,7 @@ from freshlake.cli import run_module
 from freshlake.config import GenerateConfig
 from freshlake.ingest.files import file_source, ingest_files
 from freshlake.ingest.loader import ingest_sources
-from freshlake.ingest.sources import list_input_files
+from freshlake.ingest.sources import first_lines, list_input_files
 from freshlake.lake import Lake
 from freshlake.synth import MANIFEST, generate_logs
 
@@ -302,6 +302,77 @@ def test_files_of_a_kind_are_read_in_one_scan_each_record_with_its_own_file_and_
     )
 
 
+def test_parquet_files_are_read_in_one_scan_per_layout(spark, config, lake, tmp_path):
+    """Files of the same columns and types share a scan (whatever their pandas metadata); a
+    file with another column is read in a scan of its own; each record keeps its own file."""
+    folder = tmp_path / "in"
+    same = {"a.parquet": GOOD[0:3], "x[1] y.parquet": GOOD[3:6]}
+    for name, records in same.items():
+        _write_log(folder / name, records)
+    with_campaign = [dict(r, campaign="c1") for r in [*GOOD[6:8], BAD["out_of_range"]]]
+    _write_log(folder / "b.parquet", with_campaign)
+    files = list_input_files(spark, [str(folder)])
+    scans = {f.path.rsplit("/", 1)[-1]: file_source(spark, "impressions", f).scan for f in files}
+    assert all(scan is not None for scan in scans.values())
+    assert scans["a.parquet"].name == scans["x[1] y.parquet"].name != scans["b.parquet"].name
+
+    summary = ingest_files(config, spark, {"impressions": [str(folder)]})
+
+    by_name = {o.source_file.rsplit("/", 1)[-1]: o for o in summary.outcomes}
+    assert {n: (o.records, o.valid) for n, o in by_name.items()} == {
+        "a.parquet": (3, 3),
+        "x[1] y.parquet": (3, 3),
+        "b.parquet": (3, 2),
+    }
+    assert by_name["b.parquet"].quarantined == {"out_of_range": 1}
+    rows = lake.read("impressions").collect()
+    assert Counter(r.source_file.rsplit("/", 1)[-1] for r in rows) == {
+        "a.parquet": 3,
+        "x[1] y.parquet": 3,
+        "b.parquet": 2,
+    }
+    assert {r.impression_id: r.extra for r in rows if r.extra} == {
+        "imp-6": {"campaign": "c1"},
+        "imp-7": {"campaign": "c1"},
+    }
+
+
+def test_csv_files_are_read_in_one_scan_per_header(spark, config, lake, tmp_path):
+    """Files with the same header line share a scan (their headers read in one job); a file
+    with its columns in another order is read in a scan of its own."""
+    folder = tmp_path / "in"
+    _write_log(folder / "a.csv", GOOD[0:3])
+    _write_log(folder / "x[1] y.csv", [*GOOD[3:5], BAD["bad_type"]])
+    _write_log(folder / "b.csv", [dict(reversed(r.items())) for r in GOOD[5:7]])
+    files = list_input_files(spark, [str(folder)])
+    headers = first_lines(spark, files)
+    assert headers[files[0].path] == ",".join(GOOD[0])  # a.csv
+    scans = {
+        f.path.rsplit("/", 1)[-1]: file_source(spark, "impressions", f, headers[f.path]).scan
+        for f in files
+    }
+    assert all(scan is not None for scan in scans.values())
+    assert scans["a.csv"].name == scans["x[1] y.csv"].name != scans["b.csv"].name
+
+    summary = ingest_files(config, spark, {"impressions": [str(folder)]})
+
+    by_name = {o.source_file.rsplit("/", 1)[-1]: o for o in summary.outcomes}
+    assert {n: (o.records, o.valid, o.quarantined) for n, o in by_name.items()} == {
+        "a.csv": (3, 3, {}),
+        "x[1] y.csv": (3, 2, {"bad_type": 1}),
+        "b.csv": (2, 2, {}),
+    }
+    rows = lake.read("impressions").collect()
+    assert Counter(r.source_file.rsplit("/", 1)[-1] for r in rows) == {
+        "a.csv": 3,
+        "x[1] y.csv": 2,
+        "b.csv": 2,
+    }
+    assert {r.impression_id: r.position for r in rows} == {
+        r["impression_id"]: r["position"] for r in GOOD[:7] if r["impression_id"] != "imp-101"
+    }
+
+
 def test_a_record_of_no_listed_source_fails_the_run_before_any_commit(
     spark, config, lake, tmp_path
 ):
@@ -330,17 +401,22 @@ def _write_log(path: Path, records: list[dict]) -> Path:
     return path
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["shared scan", "own read"])
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_a_file_changed_since_it_was_listed_fails_the_run_before_any_commit(
-    spark, config, lake, tmp_path, suffix
+    spark, config, lake, tmp_path, suffix, shared
 ):
     """A log still being written to: its records are not those of the listed identity."""
     path = _write_log(tmp_path / "in" / f"a{suffix}", GOOD[:2])
     [file] = list_input_files(spark, [str(path)])
+    header = first_lines(spark, [file]).get(file.path)
     _write_log(path, GOOD[:3])
     os.utime(path, (file.modified_ms / 1000 + 5,) * 2)
 
-    source = file_source(spark, "impressions", file)
+    source = file_source(spark, "impressions", file, header)
+    assert source.scan is not None
+    if not shared:
+        source = replace(source, scan=None)
     with pytest.raises(Exception, match="changed since it was listed"):
         ingest_sources(lake, config, [source], run_id="grown", now=datetime.now(UTC))
     assert lake.version("impressions") is None

@@ -5,6 +5,7 @@ A run commits once per table; each commit carries one app transaction per file i
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -24,8 +25,12 @@ from freshlake.ingest.loader import (
 from freshlake.ingest.sources import (
     NANOS_AS_LONG,
     InputFile,
+    first_lines,
     list_input_files,
+    parquet_layout,
+    read_csv_records,
     read_json_lines,
+    read_parquet_records,
     read_raw_records,
 )
 from freshlake.lake import open_lake
@@ -48,26 +53,52 @@ def source_app_id(kind: str, fingerprint: str) -> str:
     return f"freshlake-ingest-{kind}-{fingerprint}"
 
 
-def file_source(spark: SparkSession, kind: str, file: InputFile) -> Source:
+def file_source(
+    spark: SparkSession, kind: str, file: InputFile, first_line: str | None = None
+) -> Source:
     """A log file as a source of `kind` records, identified by (path, size, modification time).
 
     Its modification time is the clock its event times are judged against, so a re-run after a
-    crash classifies every record exactly as the first attempt did.
+    crash classifies every record exactly as the first attempt did. `first_line`: a CSV file's
+    header, when already read (`first_lines`).
     """
-    scan = None
-    if file.format == "jsonl" and file.scan_key is not None:
-        # Every JSON Lines file of a kind is read in one scan.
-        scan = SharedScan(
-            "jsonl", partial(read_json_lines, spark, file_column=SCAN_KEY), file.scan_key
-        )
     return Source(
         CONTRACTS[kind],
         file.path,
         source_app_id(kind, file.fingerprint),
         file.modified_at,
         partial(read_raw_records, spark, file),
-        scan,
+        shared_scan(spark, file, first_line),
     )
+
+
+def shared_scan(
+    spark: SparkSession, file: InputFile, first_line: str | None = None
+) -> SharedScan | None:
+    """How a file is read together with others of its kind: every JSON Lines file in one scan,
+    Parquet files in one scan per layout (columns and types), CSV files in one scan per header
+    line (`first_line`); None: a read of its own (a CSV file whose header was not read, a file
+    whose listing or footer is out of reach)."""
+    if file.scan_key is None:
+        return None
+    if file.format == "jsonl":
+        return SharedScan(
+            "jsonl", partial(read_json_lines, spark, file_column=SCAN_KEY), file.scan_key
+        )
+    if file.format == "csv" and first_line is not None:
+        header = hashlib.sha256(first_line.encode()).hexdigest()[:24]
+        return SharedScan(
+            f"csv {header}",
+            partial(read_csv_records, spark, file_column=SCAN_KEY, header_line=first_line),
+            file.scan_key,
+        )
+    if file.format == "parquet" and (layout := parquet_layout(file.path)) is not None:
+        return SharedScan(
+            f"parquet {layout}",
+            partial(read_parquet_records, spark, file_column=SCAN_KEY),
+            file.scan_key,
+        )
+    return None
 
 
 def ingest_files(
@@ -85,7 +116,15 @@ def ingest_files(
     if unknown:
         raise ValueError(f"unknown record kinds {sorted(unknown)}; expected {sorted(CONTRACTS)}")
     files = {kind: list_input_files(spark, paths, fmt) for kind, paths in inputs.items() if paths}
-    sources = [file_source(spark, kind, file) for kind, found in files.items() for file in found]
+    # Every CSV file's header line in one job: files of one header are read in one scan.
+    headers = first_lines(
+        spark, [f for found in files.values() for f in found if f.format == "csv"]
+    )
+    sources = [
+        file_source(spark, kind, file, headers.get(file.path))
+        for kind, found in files.items()
+        for file in found
+    ]
     lake = open_lake(config, spark)
     with JobRun(JOB, config, lake) as run:
         summary = IngestSummary(run.run_id)

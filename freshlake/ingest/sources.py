@@ -182,11 +182,8 @@ def read_raw_records(spark: SparkSession, file: InputFile) -> DataFrame:
         frame = _csv_records(spark, file)
     else:
         rows = spark.read.parquet(literal_path(file.path))
-        nanos = set(nanosecond_timestamp_columns(file.path))
-        fields = [_nanos_as_timestamp(c) if c in nanos else _column(c) for c in rows.columns]
-        value = F.to_json(F.struct(*fields), JSON_OPTIONS)
         frame = rows.select(
-            _as_listed(rows, file, value).alias("value"),
+            _as_listed(rows, file, _parquet_json(rows, file.path)).alias("value"),
             F.lit(None).cast("string").alias("parse_error"),
         )
     return frame.select("value", F.lit(file.path).alias("source_file"), "parse_error")
@@ -200,15 +197,44 @@ def read_json_lines(spark: SparkSession, paths: Sequence[str], file_column: str)
     One scan whatever the number of files: Spark packs small files into its tasks, and the
     plan, its generated code and its compilation do not grow with the files.
     """
-    as_read = F.concat_ws(
+    lines = spark.read.text([literal_path(p) for p in paths])
+    return lines.select(
+        "value",
+        F.lit(None).cast("string").alias("parse_error"),
+        _scan_key(lines).alias(file_column),
+    )
+
+
+def read_parquet_records(spark: SparkSession, paths: Sequence[str], file_column: str) -> DataFrame:
+    """Parquet files of one `parquet_layout` in one scan, as raw records (`value`: each row as
+    JSON text, `parse_error`) with each record's file in `file_column`, as `read_json_lines`."""
+    rows = spark.read.parquet(*[literal_path(p) for p in paths])
+    return rows.select(
+        _parquet_json(rows, paths[0]).alias("value"),
+        F.lit(None).cast("string").alias("parse_error"),
+        _scan_key(rows).alias(file_column),
+    )
+
+
+def _scan_key(frame: DataFrame) -> Column:
+    """Each record's file as `InputFile.scan_key` spells it, from what its scan read: the file's
+    path, size and modification time (`_metadata`, which a data column of that name cannot
+    hide)."""
+    read = frame.metadataColumn("_metadata")
+    return F.concat_ws(
         "\n",
-        F.col("_metadata.file_path"),
-        F.col("_metadata.file_size").cast("string"),
-        F.unix_millis(F.col("_metadata.file_modification_time")).cast("string"),
+        read.getField("file_path"),
+        read.getField("file_size").cast("string"),
+        F.unix_millis(read.getField("file_modification_time")).cast("string"),
     )
-    return spark.read.text([literal_path(p) for p in paths]).select(
-        "value", F.lit(None).cast("string").alias("parse_error"), as_read.alias(file_column)
-    )
+
+
+def _parquet_json(rows: DataFrame, path: str) -> Column:
+    """A Parquet scan's rows as JSON text, nanosecond timestamps (per `path`'s footer) as
+    microsecond ones."""
+    nanos = set(nanosecond_timestamp_columns(path))
+    fields = [_nanos_as_timestamp(c) if c in nanos else _column(c) for c in rows.columns]
+    return F.to_json(F.struct(*fields), JSON_OPTIONS)
 
 
 def _as_listed(frame: DataFrame, file: InputFile, column: Column) -> Column:
@@ -228,16 +254,33 @@ def nanosecond_timestamp_columns(path: str) -> list[str]:
     Empty when the footer cannot be read from this process (a file system pyarrow does not
     know): such columns then reach validation as numbers, which it quarantines with the value.
     """
+    schema = _parquet_schema(path)
+    if schema is None:
+        return []
+    return [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+
+
+def parquet_layout(path: str) -> str | None:
+    """What decides how Spark reads a Parquet file's rows: its columns' names and types, from
+    its footer (without the key-value metadata, such as pandas' per-file index). Files of one
+    layout can be read in one scan; None when the footer cannot be read from this process."""
+    schema = _parquet_schema(path)
+    if schema is None:
+        return None
+    text = schema.remove_metadata().to_string(show_field_metadata=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _parquet_schema(path: str) -> pa.Schema | None:
+    """A Parquet file's schema from its footer; None when this process cannot read it."""
     parsed = urlparse(path)
     try:
         if parsed.scheme in ("", "file"):
-            schema = pq.read_schema(parsed.path)
-        else:
-            filesystem, inner = pafs.FileSystem.from_uri(path)
-            schema = pq.read_schema(inner, filesystem=filesystem)
+            return pq.read_schema(parsed.path)
+        filesystem, inner = pafs.FileSystem.from_uri(path)
+        return pq.read_schema(inner, filesystem=filesystem)
     except (pa.ArrowException, OSError, ValueError):
-        return []
-    return [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+        return None
 
 
 def _nanos_as_timestamp(name: str) -> Column:
@@ -297,8 +340,12 @@ def _csv_strings(
     spark: SparkSession, path: str, header_line: str, listed: InputFile | None
 ) -> DataFrame:
     """`read_csv_strings` of a file whose header line is already known."""
-    names = csv_columns(header_line)
-    lines = _data_lines(spark, path, header_line, listed)
+    return _csv_fields(_data_lines(spark, path, header_line, listed), csv_columns(header_line))
+
+
+def _csv_fields(lines: DataFrame, names: Sequence[str], keep: Sequence[str] = ()) -> DataFrame:
+    """CSV data lines (`value`) as the columns `names`, all strings, plus `_corrupt_record`
+    for a broken line (see `read_csv_strings`), and the columns `keep` as they are."""
     ddl = ", ".join(f"{_quoted(name)} STRING" for name in names)
     parsed = F.from_csv(F.col("value"), ddl, {"escape": '"', "mode": "PERMISSIVE"})
     unquoted = F.regexp_replace(F.col("value"), r'"[^"]*"', "")
@@ -308,6 +355,7 @@ def _csv_strings(
     return lines.select(
         *[F.when(~broken, parsed.getField(name)).alias(name) for name in names],
         F.when(broken, F.col("value")).alias(CORRUPT_COLUMN),
+        *keep,
     )
 
 
@@ -322,23 +370,64 @@ def repeated_csv_columns(names: list[str]) -> list[str]:
 
 def _csv_records(spark: SparkSession, file: InputFile) -> DataFrame:
     header_line = _first_line(spark, file.path)
-    repeated = repeated_csv_columns(csv_columns(header_line))
+    return _csv_as_records(_data_lines(spark, file.path, header_line, file), header_line)
+
+
+def read_csv_records(
+    spark: SparkSession, paths: Sequence[str], file_column: str, header_line: str
+) -> DataFrame:
+    """CSV files whose first line is `header_line` in one scan, as raw records (`value`: each
+    line's fields as JSON text, `parse_error`) with each record's file in `file_column`, as
+    `read_json_lines`."""
+    lines = spark.read.text([literal_path(p) for p in paths])
+    keyed = lines.select("value", _scan_key(lines).alias(file_column))
+    data = keyed.where(F.col("value") != F.lit(header_line))
+    return _csv_as_records(data, header_line, keep=[file_column])
+
+
+def _csv_as_records(lines: DataFrame, header_line: str, keep: Sequence[str] = ()) -> DataFrame:
+    """CSV data lines (`value`) under `header_line` as raw records (`value`, `parse_error`), and
+    the columns `keep` as they are."""
+    names = csv_columns(header_line)
+    repeated = repeated_csv_columns(names)
     if repeated:
         # Which of the repeated columns a field is cannot be told: every line is quarantined
         # (malformed_row) with the reason, instead of the file failing the run.
-        lines = _data_lines(spark, file.path, header_line, file)
         return lines.select(
             F.col("value"),
             F.lit(f"CSV header repeats column names: {', '.join(repeated)}").alias("parse_error"),
+            *keep,
         )
-    rows = _csv_strings(spark, file.path, header_line, file)
-    data = [c for c in rows.columns if c != CORRUPT_COLUMN]
+    rows = _csv_fields(lines, names, keep)
     broken = F.col(CORRUPT_COLUMN).isNotNull()
     return rows.select(
         F.when(broken, F.col(CORRUPT_COLUMN))
-        .otherwise(F.to_json(F.struct(*[_column(c) for c in data]), JSON_OPTIONS))
+        .otherwise(F.to_json(F.struct(*[_column(c) for c in names]), JSON_OPTIONS))
         .alias("value"),
-        F.when(broken, F.lit(f"CSV line does not match the header ({len(data)} fields)")).alias(
+        F.when(broken, F.lit(f"CSV line does not match the header ({len(names)} fields)")).alias(
             "parse_error"
         ),
+        *keep,
     )
+
+
+def first_lines(spark: SparkSession, files: Sequence[InputFile]) -> dict[str, str]:
+    """The first line of each file (by path) in one job; a file without one, or changed since
+    it was listed, is left out.
+
+    The first line is in the split that starts at byte 0; within a task, rows are read in file
+    order, so it is the one with the smallest `monotonically_increasing_id` of its split.
+    """
+    if not files:
+        return {}
+    lines = spark.read.text([literal_path(f.path) for f in files])
+    metadata = lines.metadataColumn("_metadata")
+    first = (
+        lines.where(metadata.getField("file_block_start") == 0)
+        .select("value", _scan_key(lines).alias("key"), F.monotonically_increasing_id().alias("n"))
+        .groupBy("key")
+        .agg(F.min_by("value", "n").alias("value"))
+        .collect()
+    )
+    paths = {f.scan_key: f.path for f in files if f.scan_key is not None}
+    return {paths[row.key]: row.value for row in first if row.key in paths}
