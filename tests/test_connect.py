@@ -143,3 +143,25 @@ def test_joiner_metrics_reach_the_client_through_connect(lakes):
     # The last batch decides the negatives the watermark released (see above).
     written = {name: [r["rows_written"] for r in found[:-1]] for name, found in rows.items()}
     assert written["connect"] == written["local"]
+
+
+def test_csv_and_parquet_ingest_through_spark_connect_matches_local_mode(spark, server, tmp_path):
+    """CSV files read in one scan per header (their first lines in one job) and Parquet files in
+    one scan per layout work the same as a Connect client as in local mode."""
+    from tests.test_ingest import BAD, GOOD, _write_log
+
+    inputs = tmp_path / "in"
+    _write_log(inputs / "csv" / "a.csv", GOOD[0:3])
+    _write_log(inputs / "csv" / "b.csv", [*GOOD[3:5], BAD["bad_type"]])
+    _write_log(inputs / "parquet" / "a.parquet", GOOD[5:7])
+    _write_log(inputs / "parquet" / "b.parquet", [*GOOD[7:9], BAD["out_of_range"]])
+    lakes = tmp_path / "connect-lake", tmp_path / "local-lake"
+    for lake, mode in zip(lakes, (["--set", f"spark.remote={server}"], []), strict=True):
+        for fmt in ("csv", "parquet"):
+            args = ["ingest", "--impressions", str(inputs / fmt), "--set", f"lake.root={lake}"]
+            if mode:
+                freshlake(*args, *mode)
+            else:
+                assert freshlake_main(args) == 0
+    assert same_rows(spark, "impressions", *lakes) == 9
+    assert same_rows(spark, "quarantine", *lakes) == 2
