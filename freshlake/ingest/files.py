@@ -5,7 +5,6 @@ A run commits once per table; each commit carries one app transaction per file i
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -86,9 +85,8 @@ def shared_scan(
             "jsonl", partial(read_json_lines, spark, file_column=SCAN_KEY), file.scan_key
         )
     if file.format == "csv" and first_line is not None:
-        header = hashlib.sha256(first_line.encode()).hexdigest()[:24]
         return SharedScan(
-            f"csv {header}",
+            f"csv {first_line}",
             partial(read_csv_records, spark, file_column=SCAN_KEY, header_line=first_line),
             file.scan_key,
         )

@@ -267,8 +267,7 @@ def parquet_layout(path: str) -> str | None:
     schema = _parquet_schema(path)
     if schema is None:
         return None
-    text = schema.remove_metadata().to_string(show_field_metadata=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    return schema.remove_metadata().to_string(show_field_metadata=False)
 
 
 def _parquet_schema(path: str) -> pa.Schema | None:
@@ -333,13 +332,7 @@ def read_csv_strings(spark: SparkSession, path: str, listed: InputFile | None = 
     and `_corrupt_record` holds the line. (Spark's CSV reader silently pads short lines.)
     With `listed` (the file's listing), a line read from the file once changed fails the job.
     """
-    return _csv_strings(spark, path, _first_line(spark, path), listed)
-
-
-def _csv_strings(
-    spark: SparkSession, path: str, header_line: str, listed: InputFile | None
-) -> DataFrame:
-    """`read_csv_strings` of a file whose header line is already known."""
+    header_line = _first_line(spark, path)
     return _csv_fields(_data_lines(spark, path, header_line, listed), csv_columns(header_line))
 
 
