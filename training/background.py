@@ -4,6 +4,11 @@ The loader's Parquet reads and decoding are pyarrow and numpy work that releases
 thread overlaps them with training at no copy: a batch handed over is the same tensors. Worker
 processes (torch's DataLoader) pay a process start and a file-descriptor transfer per tensor,
 which cost more than decoding the batch on a 2-core host.
+
+A producer never outlives its consumer's close, nor the interpreter: closing the consumer, and
+interpreter exit, stop the producer and wait for the item it is producing. A daemon thread left
+inside a pyarrow read when Python finalizes is ended by `pthread_exit`, whose unwinding through
+pyarrow's C++ frames aborts the process ("terminate called without an active exception").
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from queue import Full, Queue
+from queue import Empty, Full, Queue
 from typing import TypeVar
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 _POLL_SECONDS = 0.1  # how soon a producer notices that its consumer has gone
+_JOIN_SECONDS = 60.0  # the longest a close or exit waits for the item being produced
 
 
 class _End:
@@ -32,8 +38,9 @@ class _End:
 def background(items: Iterable[T], depth: int = 1, name: str = "loader") -> Iterator[T]:
     """`items`, produced from now on by a daemon thread that runs up to `depth` items ahead.
 
-    An exception in the thread is raised to the consumer; once the consumer is closed or
-    collected, the thread stops at its next item.
+    An exception in the thread is raised to the consumer. Closing the consumer stops the
+    thread and waits for the item it is producing, as does collecting the consumer, started
+    or not; interpreter exit stops and waits for every producer.
     """
     queue: Queue = Queue(maxsize=max(depth, 1))
     stop = threading.Event()
@@ -61,23 +68,39 @@ def background(items: Iterable[T], depth: int = 1, name: str = "loader") -> Iter
             if close is not None:
                 close()
 
-    threading.Thread(target=produce, name=name, daemon=True).start()
-    consumer = _consume(queue, stop)
-    weakref.finalize(consumer, stop.set)  # also when the consumer is dropped unstarted
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    consumer = _consume(queue, stop, thread)
+    # When the consumer is collected, started or not, and at interpreter exit (a finalizer's
+    # default) if it is still alive then.
+    weakref.finalize(consumer, _stop, thread, stop)
     return consumer
 
 
-def _consume(queue: Queue, stop: threading.Event) -> Iterator:
+def _stop(thread: threading.Thread, stop: threading.Event) -> None:
+    """Stop a producer and wait for the item it is producing (not from the producer itself:
+    its own iterator chain may close a consumer it produces from)."""
+    stop.set()
+    if thread is not threading.current_thread():
+        thread.join(_JOIN_SECONDS)
+
+
+def _consume(queue: Queue, stop: threading.Event, thread: threading.Thread) -> Iterator:
     try:
         while True:
-            item = queue.get()  # the producer always ends with an _End while we listen
+            try:
+                item = queue.get(timeout=_POLL_SECONDS)
+            except Empty:
+                if stop.is_set():  # stopped from outside (interpreter exit): nothing more comes
+                    return
+                continue
             if isinstance(item, _End):
                 if item.error is not None:
                     raise item.error
                 return
             yield item
     finally:
-        stop.set()
+        _stop(thread, stop)
 
 
 def round_robin(iterators: Sequence[Iterator[T]]) -> Iterator[T]:

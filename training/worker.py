@@ -1,4 +1,11 @@
-"""What torchrun starts in every process: `python -m freshlake.training.worker OUT/job.json`."""
+"""What torchrun starts in every process: `python -m freshlake.training.worker OUT/job.json`.
+
+A worker that trained to the end leaves with `os._exit`, after flushing its output, without
+Python's finalization: gloo's worker threads release a finished collective's work (and the
+Python tensors it holds) after the collective has returned, and one that needs the GIL once
+finalization has begun ends in `pthread_exit` through a C++ destructor, which aborts the process
+(SIGABRT, "terminate called without an active exception") after a successful run.
+"""
 
 from __future__ import annotations
 
@@ -29,5 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def exit_now(code: int) -> None:
+    """Flush logs and standard streams, then end the process without Python's finalization."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
