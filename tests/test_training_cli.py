@@ -35,3 +35,27 @@ def test_torchrun_command_passes_the_topology_through():
     assert cmd[-3:] == ["-m", "freshlake.training.worker", "job.json"]
     with pytest.raises(ValueError, match="master-port"):
         torchrun_command("job.json", Topology(nproc=1, nnodes=2))
+
+
+@pytest.mark.parametrize(
+    ("cores", "nproc", "workers", "threads"),
+    # (2 cores: both, the loader decoding in the consuming thread; 96 cores, 8 processes of
+    # 4 workers: 12 each, 4 decoding, 8 intra-op; never fewer than 1)
+    [
+        (2, 1, 0, 2),
+        (2, 1, 2, 2),
+        (2, 2, 2, 1),
+        (16, 1, 0, 16),
+        (16, 2, 2, 6),
+        (96, 8, 4, 8),
+        (4, 8, 2, 1),
+    ],
+)
+def test_intra_op_threads_leave_the_loader_threads_their_cores(cores, nproc, workers, threads):
+    from freshlake.training.dataset import decoding_threads
+    from freshlake.training.launch import cpu_threads
+
+    assert cpu_threads(nproc, workers, cores) == threads
+    per_process = cores // nproc
+    if per_process > 1:  # the process's threads fit in its share of the cores
+        assert threads + decoding_threads(workers, per_process) <= per_process

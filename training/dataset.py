@@ -319,10 +319,16 @@ def loader_threads(num_workers: int) -> int:
     (2 cores, 2 workers decoded by 1 thread: about twice the context switches, more CPU)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     per_process = (cores or 1) // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
-    threads = max(0, min(num_workers, per_process - 2))
+    threads = decoding_threads(num_workers, per_process)
     if threads < num_workers:
         _log_capped(num_workers, threads, per_process)
     return threads
+
+
+def decoding_threads(num_workers: int, cores: int) -> int:
+    """Decoding threads for `num_workers` workers in a process with `cores` cores: one core is
+    left to the consuming thread and one to the Parquet reads, at most `num_workers`."""
+    return max(0, min(num_workers, cores - 2))
 
 
 @functools.cache

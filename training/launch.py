@@ -15,6 +15,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from freshlake.config import Config
 from freshlake.training.artifact import read_card
+from freshlake.training.dataset import decoding_threads
 from freshlake.training.job import JOB_FILE, TrainJob
 from freshlake.training.snapshot import open_snapshot, table_uri
 from freshlake.training.trainer import train
@@ -105,10 +106,13 @@ def torchrun_command(job_path: str | Path, topology: Topology) -> list[str]:
     ]
 
 
-def cpu_threads(nproc: int, loader_workers: int) -> int:
-    """Intra-op threads per training process: the cores shared by the processes and their
-    loader workers. Oversubscribed cores slowed a 1-process CPU run ~10x here."""
-    return max(1, (os.cpu_count() or 1) // (nproc * (1 + loader_workers)))
+def cpu_threads(nproc: int, loader_workers: int, cores: int | None = None) -> int:
+    """Intra-op threads per training process: its share of the node's `cores` (all of this
+    host's by default) less its loader's decoding threads (`decoding_threads`). The read-ahead
+    thread waits on I/O and gets no core: reserving one cost 1 process with 0 workers on 2 cores
+    ~8% of its samples/s. Oversubscribed cores slowed a 1-process CPU run ~10x here."""
+    per_process = (cores or os.cpu_count() or 1) // max(nproc, 1)
+    return max(1, per_process - decoding_threads(loader_workers, per_process))
 
 
 def run_torchrun(job: TrainJob, topology: Topology) -> int:
