@@ -16,6 +16,7 @@ asked, the challenger is promoted).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -144,9 +145,16 @@ def _scalar(moment: datetime, data_type: pa.DataType) -> pa.Scalar:
 
 
 def canary_pass(
-    config: Config, registry: Registry, lake: Lake | None, promote: bool = False
+    config: Config,
+    registry: Registry,
+    event_lake: Callable[[], Lake] | None,
+    promote: bool = False,
 ) -> dict[str, Any]:
-    """One canary pass; returns its outcome (status pending | passed | rolled_back | idle)."""
+    """One canary pass; returns its outcome (status pending | passed | rolled_back | idle).
+
+    `event_lake` opens the lake for the release events and the alert; it is called only when
+    the pass reaches a verdict, so an idle or pending pass starts no Spark session.
+    """
     r = config.release
     champion = registry.alias_version(CHAMPION)
     challenger = registry.alias_version(CHALLENGER)
@@ -202,7 +210,8 @@ def canary_pass(
         registry.tag(challenger, {"canary": PASSED})
         if promote:
             moves.append(registry.promote(challenger, f"canary passed: {detail}"))
-    if lake is not None:
+    if event_lake is not None:
+        lake = event_lake()
         for move in moves:
             record_event(lake, registry.name, move, outcome)
         now = datetime.now(UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
@@ -31,10 +32,10 @@ def run(args: argparse.Namespace) -> int:
 
     config = args.config
     registry = Registry(config)
-    lake = open_event_lake(config)
+    event_lake = functools.cache(lambda: open_event_lake(config))  # at the first verdict
     deadline = time.monotonic() + args.max_seconds
     while True:
-        outcome = canary_pass(config, registry, lake, promote=args.promote)
+        outcome = canary_pass(config, registry, event_lake, promote=args.promote)
         print(json.dumps(outcome, default=str), flush=True)
         if not args.follow or outcome["status"] != PENDING or time.monotonic() > deadline:
             break
