@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from freshlake.cli import build_parser, main
@@ -59,3 +63,15 @@ def test_intra_op_threads_leave_the_loader_threads_their_cores(cores, nproc, wor
     per_process = cores // nproc
     if per_process > 1:  # the process's threads fit in its share of the cores
         assert threads + decoding_threads(workers, per_process) <= per_process
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_intra_op_threads_count_the_cores_this_process_may_use():
+    # A process pinned to one core (a container's cpuset, taskset) gets one thread, whatever
+    # the host has.
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from freshlake.training.launch import cpu_threads; print(cpu_threads(1, 0))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

@@ -317,12 +317,19 @@ def loader_threads(num_workers: int) -> int:
     read ahead in one thread, as the one shard is with 0 workers. A decoding thread without a core of its own costs more
     than it overlaps: it competes with the reads and the consumer for the cores and the GIL
     (2 cores, 2 workers decoded by 1 thread: about twice the context switches, more CPU)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    per_process = (cores or 1) // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    per_process = available_cores() // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
     threads = decoding_threads(num_workers, per_process)
     if threads < num_workers:
         _log_capped(num_workers, threads, per_process)
     return threads
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a container's or `taskset`'s
+    cpuset), else every core of the host."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def decoding_threads(num_workers: int, cores: int) -> int:
