@@ -17,9 +17,13 @@
   `user_hash` splits as in batch.
 - Other configured actions (like, conversion) pass through as `secondary` rows for the sink.
 - Watermarks: Spark's `min` policy over its two watermark inputs, the impressions and the
-  actions (one watermark over every labeled action type, which both branches of the plan
-  share, so any action advances it): negatives are emitted as the slower of the two advances,
-  so a long pause of all actions delays negatives (never drops data).
+  actions. The actions' watermark is set in the join's branch only, over every labeled action
+  type (its positive filter names the event time, so the optimizer keeps it above the
+  watermark): any action advances it. The secondary actions pass through without a watermark
+  of their own, so in every session kind (Spark Connect analyses each use of a DataFrame
+  apart) a sparse secondary action cannot hold the query's watermark back. Negatives are
+  emitted as the slower of the two advances, so a long pause of all actions delays negatives
+  (never drops data).
 """
 
 from __future__ import annotations
@@ -73,12 +77,10 @@ def impression_stream(spark: SparkSession, config: Config) -> DataFrame:
 
 
 def action_stream(spark: SparkSession, config: Config) -> DataFrame:
-    """Valid actions of the configured types with a watermark."""
+    """Valid actions of the configured types (`joined_stream` sets their watermark)."""
     actions = _validated(spark, config, "actions")
-    return (
-        actions.where(F.col("action").isin(labeled_actions(config.labels)))
-        .select("impression_id", "action", "action_at")
-        .withWatermark("action_at", f"{config.streaming.watermark_delay_seconds} seconds")
+    return actions.where(F.col("action").isin(labeled_actions(config.labels))).select(
+        "impression_id", "action", "action_at"
     )
 
 
@@ -98,7 +100,13 @@ def joined_stream(
     impression_id, action and action_at.
     """
     labels = config.labels
-    positive = actions.where(F.col("action") == labels.positive_action).select(
+    watermarked = actions.withWatermark(
+        "action_at", f"{config.streaming.watermark_delay_seconds} seconds"
+    )
+    # A filter that does not name the event time is pushed below the watermark by the
+    # optimizer, which would then see positives only: this one names it (action_at is required).
+    is_positive = F.when(F.col("action_at").isNotNull(), F.col("action") == labels.positive_action)
+    positive = watermarked.where(is_positive).select(
         F.col("impression_id").alias("_a_impression_id"), F.col("action_at").alias("_a_action_at")
     )
     condition = (F.col("impression_id") == F.col("_a_impression_id")) & attribution_condition(
@@ -110,7 +118,7 @@ def joined_stream(
         F.col("_a_action_at").alias("action_at"),
     )
     decisions = stream_examples(pairs, config, item_counts, fill_values)
-    secondary = actions.where(F.col("action") != labels.positive_action).select(
+    secondary = actions.where(F.col("action") != labels.positive_action).select(  # no watermark
         F.lit(SECONDARY).alias("kind"), "impression_id", "action", "action_at"
     )
     return decisions.withColumn("kind", F.lit(DECISION)).unionByName(
