@@ -317,7 +317,7 @@ def loader_threads(num_workers: int) -> int:
     read ahead in one thread, as the one shard is with 0 workers. A decoding thread without a core of its own costs more
     than it overlaps: it competes with the reads and the consumer for the cores and the GIL
     (2 cores, 2 workers decoded by 1 thread: about twice the context switches, more CPU)."""
-    per_process = available_cores() // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    per_process = process_cores(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     threads = decoding_threads(num_workers, per_process)
     if threads < num_workers:
         _log_capped(num_workers, threads, per_process)
@@ -330,6 +330,12 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def process_cores(processes: int, cores: int | None = None) -> int:
+    """One process's share of a node's `cores` (by default `available_cores()`) among the
+    node's `processes` (torchrun's `LOCAL_WORLD_SIZE`)."""
+    return (cores or available_cores()) // max(processes, 1)
 
 
 def decoding_threads(num_workers: int, cores: int) -> int:

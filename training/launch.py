@@ -15,7 +15,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from freshlake.config import Config
 from freshlake.training.artifact import read_card
-from freshlake.training.dataset import available_cores, decoding_threads
+from freshlake.training.dataset import decoding_threads, process_cores
 from freshlake.training.job import JOB_FILE, TrainJob
 from freshlake.training.snapshot import open_snapshot, table_uri
 from freshlake.training.trainer import train
@@ -108,11 +108,11 @@ def torchrun_command(job_path: str | Path, topology: Topology) -> list[str]:
 
 def cpu_threads(nproc: int, loader_workers: int, cores: int | None = None) -> int:
     """Intra-op threads per training process: its share of the node's `cores` (by default
-    those this process may run on, `available_cores`) less its loader's decoding threads
+    those this process may run on, `process_cores`) less its loader's decoding threads
     (`decoding_threads`). The read-ahead thread waits on I/O and gets no core: reserving one
     cost 1 process with 0 workers on 2 cores ~8% of its samples/s. Oversubscribed cores slowed
     a 1-process CPU run ~10x here."""
-    per_process = (cores or available_cores()) // max(nproc, 1)
+    per_process = process_cores(nproc, cores)
     return max(1, per_process - decoding_threads(loader_workers, per_process))
 
 
