@@ -92,10 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _execute(module: ModuleType, args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = getattr(args, "log_level", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLevelName(level) != logging.DEBUG:
+        # py4j logs every JVM callback (each foreachBatch micro-batch) at INFO.
+        logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
         args.config_path = args.config  # kept for commands that run other commands
         args.config = load_config(args.config, args.overrides)
