@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import json
 import os
 from collections import Counter
@@ -18,7 +20,12 @@ from freshlake.cli import run_module
 from freshlake.config import GenerateConfig
 from freshlake.ingest.files import file_source, ingest_files
 from freshlake.ingest.loader import ingest_sources
-from freshlake.ingest.sources import first_lines, list_input_files
+from freshlake.ingest.sources import (
+    FIRST_LINE_LIMIT,
+    _local_first_line,
+    first_lines,
+    list_input_files,
+)
 from freshlake.lake import Lake
 from freshlake.synth import MANIFEST, generate_logs
 
@@ -371,6 +378,50 @@ def test_csv_files_are_read_in_one_scan_per_header(spark, config, lake, tmp_path
     assert {r.impression_id: r.position for r in rows} == {
         r["impression_id"]: r["position"] for r in GOOD[:7] if r["impression_id"] != "imp-101"
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("lf.csv", b"a,b\nx,y\n", "a,b"),
+        ("crlf.csv", b"a,b\r\nx,y\r\n", "a,b"),
+        ("cr.csv", b"a,b\rx,y\r", "a,b"),
+        ("no-line-end.csv", b"a,b", "a,b"),
+        ("bom.csv", "\ufeffa,b\nx,y\n".encode(), "a,b"),
+        ("bad-utf8.csv", b"a,\xff\nx,y\n", "a,\ufffd"),
+        ("zipped.csv.gz", gzip.compress(b"a,b\nx,y\n"), "a,b"),
+        ("zipped.csv.bz2", bz2.compress(b"a,b\nx,y\n"), "a,b"),
+    ],
+)
+def test_first_lines_agree_with_spark_text_source(spark, tmp_path, name, content, expected):
+    """A local file's first line is read by this process up to its first line end, as
+    Spark's text source splits it (the job that reads every other file)."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    [file] = list_input_files(spark, [str(path)], "csv")
+    assert _local_first_line(file) == expected
+    first = spark.read.text(str(path)).limit(1).collect()
+    assert (first[0].value if first else None) == expected
+    assert first_lines(spark, [file]).get(file.path) == expected
+
+
+def test_first_lines_leave_to_spark_what_this_process_cannot_read(spark, tmp_path):
+    """A file changed since it was listed is left out; a first line longer than the limit, or a
+    file in a codec the driver does not read, is read by the Spark job."""
+    long_header = "a" * (FIRST_LINE_LIMIT + 10)
+    long = tmp_path / "long.csv"
+    long.write_text(long_header + "\nx\n")
+    changed = tmp_path / "changed.csv"
+    changed.write_text("a,b\n")
+    [changed_file, long_file] = list_input_files(spark, [str(long), str(changed)], "csv")
+    changed.write_text("a,b,c\n")
+    os.utime(changed, (changed_file.modified_ms / 1000 + 5,) * 2)
+    lz4_file = replace(long_file, path=long_file.path + ".lz4")
+
+    assert _local_first_line(long_file) is None
+    assert _local_first_line(changed_file) is None
+    assert _local_first_line(lz4_file) is None
+    assert first_lines(spark, [long_file, changed_file]) == {long_file.path: long_header}
 
 
 def test_a_record_of_no_listed_source_fails_the_run_before_any_commit(

@@ -9,6 +9,7 @@ validation path (features.validation) serves JSONL, CSV and Parquet alike.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import os
@@ -37,6 +38,10 @@ EXTENSIONS: dict[str, Format] = {
     ".parquet": "parquet",
 }
 CORRUPT_COLUMN = "_corrupt_record"
+# How far into a local file `first_lines` looks for the end of its first line before it leaves
+# the file to the Spark job.
+FIRST_LINE_LIMIT = 1 << 20
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 # Spark cannot read INT64 TIMESTAMP(NANOS) columns (pandas writes them by default) unless this
 # is set, and then reads them as numbers of nanoseconds: ingest turns them into timestamps.
 NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
@@ -405,15 +410,19 @@ def _csv_as_records(lines: DataFrame, header_line: str, keep: Sequence[str] = ()
 
 
 def first_lines(spark: SparkSession, files: Sequence[InputFile]) -> dict[str, str]:
-    """The first line of each file (by path) in one job; a file without one, or changed since
-    it was listed, is left out.
+    """The first line of each file (by path); a file without one, or changed since it was
+    listed, is left out.
 
-    The first line is in the split that starts at byte 0; within a task, rows are read in file
-    order, so it is the one with the smallest `monotonically_increasing_id` of its split.
+    Files this process can open (local, uncompressed or gzip/bzip2) are read up to their first
+    line end; the others in one Spark job, which reads the whole split that starts at byte 0
+    of each: the first line is the one with the smallest `monotonically_increasing_id` of that
+    split, as a task reads its rows in file order.
     """
-    if not files:
-        return {}
-    lines = spark.read.text([literal_path(f.path) for f in files])
+    found = {f.path: line for f in files if (line := _local_first_line(f)) is not None}
+    remote = [f for f in files if f.path not in found and f.scan_key is not None]
+    if not remote:
+        return found
+    lines = spark.read.text([literal_path(f.path) for f in remote])
     metadata = lines.metadataColumn("_metadata")
     first = (
         lines.where(metadata.getField("file_block_start") == 0)
@@ -422,5 +431,36 @@ def first_lines(spark: SparkSession, files: Sequence[InputFile]) -> dict[str, st
         .agg(F.min_by("value", "n").alias("value"))
         .collect()
     )
-    paths = {f.scan_key: f.path for f in files if f.scan_key is not None}
-    return {paths[row.key]: row.value for row in first if row.key in paths}
+    paths = {f.scan_key: f.path for f in remote}
+    return found | {paths[row.key]: row.value for row in first if row.key in paths}
+
+
+def _local_first_line(file: InputFile) -> str | None:
+    """The file's first line as Spark's text source reads it (ended by LF, CRLF or CR, without a
+    leading UTF-8 byte order mark), read from a local file that is as it was listed; None when it is not local, not as listed,
+    compressed otherwise than gzip or bzip2, empty, unreadable, or has no line end within its
+    first `FIRST_LINE_LIMIT` bytes."""
+    parsed = urlparse(file.path)
+    suffix = os.path.splitext(parsed.path)[1].lower()
+    codec = {".gz": "gzip", ".bz2": "bz2"}.get(suffix)
+    if parsed.scheme not in ("", "file") or (codec is None and suffix in COMPRESSION_SUFFIXES):
+        return None
+    local = pafs.LocalFileSystem()
+    head = b""
+    try:
+        info = local.get_file_info(parsed.path)
+        if (info.size, info.mtime_ns // 1_000_000) != (file.size, file.modified_ms):
+            return None
+        with local.open_input_stream(parsed.path, compression=codec) as stream:
+            while len(head) < FIRST_LINE_LIMIT and not _LINE_END.search(head):
+                chunk = stream.read(64 * 1024)
+                if not chunk:
+                    break
+                head += chunk
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    line, *rest = _LINE_END.split(head, maxsplit=1)
+    if not head or (not rest and len(head) >= FIRST_LINE_LIMIT):
+        return None
+    # Hadoop's line reader, under Spark's text source, drops a leading UTF-8 byte order mark.
+    return line.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="replace")
