@@ -147,7 +147,7 @@ def _scalar(moment: datetime, data_type: pa.DataType) -> pa.Scalar:
 def canary_pass(
     config: Config,
     registry: Registry,
-    event_lake: Callable[[], Lake] | None,
+    event_lake: Callable[[], Lake],
     promote: bool = False,
 ) -> dict[str, Any]:
     """One canary pass; returns its outcome (status pending | passed | rolled_back | idle).
@@ -210,19 +210,18 @@ def canary_pass(
         registry.tag(challenger, {"canary": PASSED})
         if promote:
             moves.append(registry.promote(challenger, f"canary passed: {detail}"))
-    if event_lake is not None:
-        lake = event_lake()
-        for move in moves:
-            record_event(lake, registry.name, move, outcome)
-        now = datetime.now(UTC)
-        result = CheckResult(
-            CHECK_NAME,
-            f"{registry.name} v{challenger}",
-            ALERT if worse else OK,
-            state.relative_increase(),
-            r.canary_margin,
-            ("rolled back: " if worse else "passed: ") + detail,
-            None,
-        )
-        write_results(lake, [result], f"canary-{uuid.uuid4().hex[:12]}", now)
+    lake = event_lake()
+    for move in moves:
+        record_event(lake, registry.name, move, outcome)
+    now = datetime.now(UTC)
+    result = CheckResult(
+        CHECK_NAME,
+        f"{registry.name} v{challenger}",
+        ALERT if worse else OK,
+        state.relative_increase(),
+        r.canary_margin,
+        ("rolled back: " if worse else "passed: ") + detail,
+        None,
+    )
+    write_results(lake, [result], f"canary-{uuid.uuid4().hex[:12]}", now)
     return {"status": ROLLED_BACK if worse else PASSED, "detail": detail, **outcome}
