@@ -80,6 +80,7 @@ _ARROW_SCHEMA = pa.schema(
 )
 _ROWS_PER_ARROW_BATCH = 10_000
 _RESEEK_AFTER_S = 5.0  # seconds without progress before a read or lookup gets a new client
+_MIN_LOOKUP_S = 1.0  # the shortest wait given to one step of an offset lookup
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ class KafkaSourceOptions:
             starting_offsets=parse_starting_offsets(opts.get("startingoffsets", "latest")),
             max_offsets_per_trigger=int(limit) if limit else None,
             client=client,
-            poll_timeout_s=float(opts.get("polltimeoutms", "30000")) / 1000,
+            # Spark's Kafka source waits `spark.network.timeout` (120 s) by default.
+            poll_timeout_s=float(opts.get("polltimeoutms", "120000")) / 1000,
         )
 
 
@@ -189,18 +191,21 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def _available(self, start: Offsets) -> Offsets:
         """The end of every partition (new partitions start from their first offset).
 
-        A lookup that stalls (seen on a loaded local broker: a client that never gets its
-        partition EOF) is retried with a new client, until `pollTimeoutMs` has passed.
+        Each step of the lookup (the topics' partitions, their first and last offsets) is
+        retried with a new client when it times out or stalls (a broker paused or restarting;
+        on a loaded local broker, a client that never gets its partition EOF), until
+        `pollTimeoutMs` has passed.
         """
         from confluent_kafka import KafkaException
 
         deadline = time.monotonic() + self.options.poll_timeout_s
         while True:
-            consumer, pairs = self._driver_consumer(), self._pairs()
-            known = _merge(earliest_offsets(consumer, pairs), start)
-            remaining = deadline - time.monotonic()
+            step = max(min(_RESEEK_AFTER_S, deadline - time.monotonic()), _MIN_LOOKUP_S)
             try:
-                return end_offsets(consumer, pairs, known, timeout=min(_RESEEK_AFTER_S, remaining))
+                consumer = self._driver_consumer()
+                pairs = topic_partitions(consumer, self.options.topics, timeout=step)
+                known = _merge(earliest_offsets(consumer, pairs, timeout=step), start)
+                return end_offsets(consumer, pairs, known, timeout=step)
             except KafkaException:
                 if time.monotonic() >= deadline:
                     raise

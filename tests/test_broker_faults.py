@@ -214,3 +214,29 @@ def test_joiner_recovers_from_a_broker_paused_for_30_seconds(
     assert before and after
     target = max(15.0, 2 * quantile(before, 0.99))
     assert quantile(after, 0.99) <= target, (quantile(before, 0.99), quantile(after, 0.99))
+
+
+def test_an_offset_lookup_waits_out_a_broker_paused_longer_than_one_step(broker_factory):
+    """Every step of the source's offset lookup (partitions, first and last offsets) is retried
+    while the broker is paused: the lookup returns once it resumes. A step outside the retry
+    timed out after 10 s and stopped the joiner."""
+    from freshlake.streaming.kafka_source import KafkaSourceOptions, KafkaStreamReader
+
+    broker = broker_factory()
+    options = KafkaSourceOptions.parse(
+        {"kafka.bootstrap.servers": broker.bootstrap_servers, "subscribe": "impressions,actions"}
+    )
+    reader = KafkaStreamReader(options)
+    resume = threading.Timer(15, os.kill, (broker.pid(), signal.SIGCONT))
+    try:
+        start = reader.initialOffset()
+        os.kill(broker.pid(), signal.SIGSTOP)
+        resume.start()
+        paused_at = time.monotonic()
+        end = reader._available(start)  # noqa: SLF001 - the lookup behind latestOffset
+        assert time.monotonic() - paused_at >= 14
+        assert end == start  # nothing was written: every partition ends where it starts
+    finally:
+        resume.cancel()
+        os.kill(broker.pid(), signal.SIGCONT)
+        reader.stop()
