@@ -165,8 +165,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             self._consumer = Consumer(config)
         return self._consumer
 
-    def _pairs(self) -> list:
-        return topic_partitions(self._driver_consumer(), self.options.topics)
+    def _pairs(self, timeout: float = 10.0) -> list:
+        return topic_partitions(self._driver_consumer(), self.options.topics, timeout=timeout)
 
     def initialOffset(self) -> dict:
         consumer, pairs = self._driver_consumer(), self._pairs()
@@ -202,8 +202,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         while True:
             step = max(min(_RESEEK_AFTER_S, deadline - time.monotonic()), _MIN_LOOKUP_S)
             try:
-                consumer = self._driver_consumer()
-                pairs = topic_partitions(consumer, self.options.topics, timeout=step)
+                consumer, pairs = self._driver_consumer(), self._pairs(timeout=step)
                 known = _merge(earliest_offsets(consumer, pairs, timeout=step), start)
                 return end_offsets(consumer, pairs, known, timeout=step)
             except KafkaException:

@@ -277,10 +277,10 @@ def parquet_layout(path: str) -> str | None:
 
 def _parquet_schema(path: str) -> pa.Schema | None:
     """A Parquet file's schema from its footer; None when this process cannot read it."""
-    parsed = urlparse(path)
+    local = _local_path(path)
     try:
-        if parsed.scheme in ("", "file"):
-            return pq.read_schema(parsed.path)
+        if local is not None:
+            return pq.read_schema(local)
         filesystem, inner = pafs.FileSystem.from_uri(path)
         return pq.read_schema(inner, filesystem=filesystem)
     except (pa.ArrowException, OSError, ValueError):
@@ -435,23 +435,33 @@ def first_lines(spark: SparkSession, files: Sequence[InputFile]) -> dict[str, st
     return found | {paths[row.key]: row.value for row in first if row.key in paths}
 
 
+def _local_path(path: str) -> str | None:
+    """The file system path of a local file's path or `file:` URL; None for any other URL."""
+    parsed = urlparse(path)
+    return parsed.path if parsed.scheme in ("", "file") else None
+
+
 def _local_first_line(file: InputFile) -> str | None:
-    """The file's first line as Spark's text source reads it (ended by LF, CRLF or CR, without a
-    leading UTF-8 byte order mark), read from a local file that is as it was listed; None when it is not local, not as listed,
-    compressed otherwise than gzip or bzip2, empty, unreadable, or has no line end within its
-    first `FIRST_LINE_LIMIT` bytes."""
-    parsed = urlparse(file.path)
-    suffix = os.path.splitext(parsed.path)[1].lower()
-    codec = {".gz": "gzip", ".bz2": "bz2"}.get(suffix)
-    if parsed.scheme not in ("", "file") or (codec is None and suffix in COMPRESSION_SUFFIXES):
+    """The file's first line as Spark's text source reads it (ended by LF, CRLF or CR, without
+    a leading UTF-8 byte order mark), read from a local file that is as it was listed.
+
+    None when the file is not local, not as listed, compressed otherwise than gzip or bzip2,
+    empty, unreadable, or has no line end within its first `FIRST_LINE_LIMIT` bytes.
+    """
+    local = _local_path(file.path)
+    if local is None:
         return None
-    local = pafs.LocalFileSystem()
+    suffix = os.path.splitext(local)[1].lower()
+    codec = {".gz": "gzip", ".bz2": "bz2"}.get(suffix)
+    if codec is None and suffix in COMPRESSION_SUFFIXES:
+        return None
+    filesystem = pafs.LocalFileSystem()
     head = b""
     try:
-        info = local.get_file_info(parsed.path)
+        info = filesystem.get_file_info(local)
         if (info.size, info.mtime_ns // 1_000_000) != (file.size, file.modified_ms):
             return None
-        with local.open_input_stream(parsed.path, compression=codec) as stream:
+        with filesystem.open_input_stream(local, compression=codec) as stream:
             while len(head) < FIRST_LINE_LIMIT and not _LINE_END.search(head):
                 chunk = stream.read(64 * 1024)
                 if not chunk:
@@ -459,8 +469,10 @@ def _local_first_line(file: InputFile) -> str | None:
                 head += chunk
     except (pa.ArrowException, OSError, ValueError):
         return None
+    if not head:
+        return None
     line, *rest = _LINE_END.split(head, maxsplit=1)
-    if not head or (not rest and len(head) >= FIRST_LINE_LIMIT):
+    if not rest and len(head) >= FIRST_LINE_LIMIT:
         return None
     # Hadoop's line reader, under Spark's text source, drops a leading UTF-8 byte order mark.
     return line.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="replace")
